@@ -1,0 +1,1 @@
+//! The HTTP API (axum): images, jobs, job events, filters, downloads, health and metrics.

@@ -1,0 +1,20 @@
+/// Blob errors. `Unavailable` and `Timeout` are retryable; the others are final.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob {0} not found")]
+    NotFound(String),
+    #[error("blob store unavailable: {0}; retry shortly")]
+    Unavailable(String),
+    #[error("blob store timed out: {0}; retry shortly")]
+    Timeout(String),
+    #[error("invalid blob key {0:?}: keys are relative paths of [a-z0-9/_-] without '..'")]
+    InvalidKey(String),
+    #[error("blob store I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl BlobError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Timeout(_))
+    }
+}

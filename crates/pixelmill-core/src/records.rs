@@ -1,0 +1,117 @@
+//! Records as the `MetaStore` keeps them. Each names its partition key in its doc so the ScyllaDB
+//! backend and the embedded one agree on access paths.
+
+use crate::{
+    BlobKey, EventId, ImageFormat, ImageId, JobId, JobSpec, LinkToken, OutputFormat, TenantId,
+    UnixMillis,
+};
+use serde::{Deserialize, Serialize};
+
+/// An uploaded original. Partition key: (tenant, id).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub tenant: TenantId,
+    pub id: ImageId,
+    pub format: ImageFormat,
+    pub width: u32,
+    pub height: u32,
+    pub frames: u32,
+    pub bytes: u64,
+    pub sha256: String,
+    pub blob_key: BlobKey,
+    pub created_at: UnixMillis,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobOutput {
+    pub format: OutputFormat,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    pub blob_key: BlobKey,
+    pub content_type: String,
+}
+
+/// An asynchronous job. Partition key: (tenant, id).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub tenant: TenantId,
+    pub id: JobId,
+    pub image_id: ImageId,
+    pub spec: JobSpec,
+    pub status: JobStatus,
+    pub created_at: UnixMillis,
+    pub started_at: Option<UnixMillis>,
+    pub finished_at: Option<UnixMillis>,
+    pub attempts: u32,
+    pub output: Option<JobOutput>,
+    pub link: Option<LinkToken>,
+    pub expires_at: Option<UnixMillis>,
+    pub error: Option<String>,
+}
+
+/// A download link. Partition key: token (links are looked up without knowing the tenant).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinkRecord {
+    pub token: LinkToken,
+    pub tenant: TenantId,
+    pub job_id: JobId,
+    pub blob_key: BlobKey,
+    pub content_type: String,
+    pub bytes: u64,
+    pub created_at: UnixMillis,
+    pub expires_at: UnixMillis,
+}
+
+/// Remembers which job an `Idempotency-Key` created. Partition key: (tenant, key).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub tenant: TenantId,
+    pub key: String,
+    /// SHA-256 of the request body: the same key with another body is a client error.
+    pub body_sha256: String,
+    pub job_id: JobId,
+    pub expires_at: UnixMillis,
+}
+
+/// A notification waiting to be delivered (transactional outbox). Partition key: event_id; the
+/// delivery loop scans by `next_attempt_at`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEvent {
+    pub event_id: EventId,
+    pub tenant: TenantId,
+    pub job_id: JobId,
+    /// Where to deliver: the webhook URL.
+    pub target: String,
+    /// The exact JSON body; signed and sent byte for byte on every attempt.
+    pub payload: String,
+    pub attempts: u32,
+    pub next_attempt_at: UnixMillis,
+    pub created_at: UnixMillis,
+    /// After this instant the event is dropped and counted as given up.
+    pub give_up_at: UnixMillis,
+}

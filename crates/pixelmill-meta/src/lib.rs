@@ -1,0 +1,68 @@
+//! Metadata: images, jobs, download links, idempotency keys and the notification outbox.
+//!
+//! The `MetaStore` trait is shaped for ScyllaDB: every access goes through a partition key named in
+//! the record's doc, expiry is a property of the record (a CQL `TTL`), and the only read-modify-write
+//! is `insert_idempotency_key`, a conditional insert (a CQL LWT). Backends: `RedbMetaStore` (embedded,
+//! the single-node default). `suite` is the conformance suite every backend runs.
+
+mod error;
+mod redb_store;
+pub mod suite;
+
+pub use error::MetaError;
+pub use redb_store::RedbMetaStore;
+
+use async_trait::async_trait;
+use pixelmill_core::{
+    BlobKey, EventId, IdempotencyRecord, ImageId, ImageRecord, JobId, JobRecord, LinkRecord,
+    LinkToken, OutboxEvent, TenantId, UnixMillis,
+};
+
+pub type MetaResult<T> = Result<T, MetaError>;
+
+/// The outcome of a conditional insert.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Inserted<T> {
+    /// No record existed; ours is now stored.
+    New,
+    /// A record already existed (and has not expired); it is returned unchanged.
+    Existing(T),
+}
+
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    async fn put_image(&self, image: &ImageRecord) -> MetaResult<()>;
+    async fn get_image(&self, tenant: &TenantId, id: &ImageId) -> MetaResult<Option<ImageRecord>>;
+
+    /// Inserts or replaces the job (the whole record: job state transitions are last-writer-wins
+    /// because only the lease holder writes a running job).
+    async fn put_job(&self, job: &JobRecord) -> MetaResult<()>;
+    async fn get_job(&self, tenant: &TenantId, id: &JobId) -> MetaResult<Option<JobRecord>>;
+
+    /// Stores `record` unless an unexpired record exists for (tenant, key); never overwrites.
+    async fn insert_idempotency_key(
+        &self,
+        record: &IdempotencyRecord,
+        now: UnixMillis,
+    ) -> MetaResult<Inserted<IdempotencyRecord>>;
+
+    /// Stores a link. It stays readable after `expires_at` (so the API can answer 410 Gone) until
+    /// the sweeper deletes it.
+    async fn put_link(&self, link: &LinkRecord) -> MetaResult<()>;
+    async fn get_link(&self, token: &LinkToken) -> MetaResult<Option<LinkRecord>>;
+    async fn delete_link(&self, token: &LinkToken) -> MetaResult<()>;
+    /// Links with `expires_at <= now`, oldest first, at most `limit`.
+    async fn expired_links(&self, now: UnixMillis, limit: usize) -> MetaResult<Vec<LinkRecord>>;
+    /// Whether any link (expired or not) still points at `blob`: the sweeper deletes a blob only
+    /// when nothing references it.
+    async fn blob_has_links(&self, blob: &BlobKey) -> MetaResult<bool>;
+
+    /// Inserts or replaces an outbox event (same `event_id` → same row).
+    async fn put_outbox(&self, event: &OutboxEvent) -> MetaResult<()>;
+    /// Events with `next_attempt_at <= now`, earliest first, at most `limit`.
+    async fn due_outbox(&self, now: UnixMillis, limit: usize) -> MetaResult<Vec<OutboxEvent>>;
+    async fn delete_outbox(&self, event_id: &EventId) -> MetaResult<()>;
+
+    /// A cheap round trip for `/readyz`.
+    async fn ping(&self) -> MetaResult<()>;
+}

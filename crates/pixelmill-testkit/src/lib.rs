@@ -1,0 +1,1 @@
+//! Test helpers: spawning a real pixelmill process, test images and a webhook receiver.
