@@ -1,1 +1,44 @@
-//! The HTTP API (axum): images, jobs, job events, filters, downloads, health and metrics.
+//! The HTTP API (axum): `/v1/images`, `/v1/jobs`, job events (SSE), `/v1/filters`, downloads under
+//! `/d/{token}`, and `/healthz`, `/readyz`, `/metrics`. The contract is `docs/API.md`.
+//!
+//! Architecture invariant: handlers never choose backends; they get trait objects in `AppState` from
+//! the node. Every error leaves through `ApiError`, so codes and statuses are mapped in one place.
+
+mod error;
+mod metrics;
+mod routes;
+mod state;
+mod tenant;
+mod upload;
+mod views;
+
+pub use error::{ApiError, ApiResult};
+pub use metrics::HttpMetrics;
+pub use state::{ApiSettings, AppState};
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/images", post(routes::images::upload))
+        .route("/v1/images/{id}", get(routes::images::get))
+        .route("/v1/images/{id}/original", get(routes::images::original))
+        .route("/v1/jobs", post(routes::jobs::create))
+        .route("/v1/jobs/{id}", get(routes::jobs::get))
+        .route("/v1/jobs/{id}/events", get(routes::events::stream))
+        .route("/v1/filters", get(routes::filters::list))
+        .route("/d/{token}", get(routes::downloads::download))
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/readyz", get(routes::ops::readyz))
+        .route("/metrics", get(routes::ops::metrics))
+        .fallback(routes::ops::not_found)
+        // Uploads enforce their own limit while streaming; axum's 2 MB default would cut them short.
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+}

@@ -7,7 +7,7 @@ pub enum BlobError {
     Unavailable(String),
     #[error("blob store timed out: {0}; retry shortly")]
     Timeout(String),
-    #[error("invalid blob key {0:?}: keys are relative paths of [a-z0-9/_-] without '..'")]
+    #[error("invalid blob key {0:?}: keys are relative paths of [a-z0-9_.-] segments separated by '/', none empty or starting with '.'")]
     InvalidKey(String),
     #[error("blob store I/O failed: {0}")]
     Io(#[from] std::io::Error),

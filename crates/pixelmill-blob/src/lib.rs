@@ -45,6 +45,9 @@ pub trait BlobWriter: Send {
     async fn write(&mut self, chunk: &[u8]) -> BlobResult<()>;
     /// Bytes written so far.
     fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Publishes everything written under `key`, atomically and durably.
     async fn commit(self: Box<Self>, key: &BlobKey) -> BlobResult<()>;
     /// Discards the staged data. Dropping a writer without committing does the same.

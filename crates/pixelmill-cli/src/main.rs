@@ -1,1 +1,207 @@
-fn main() {}
+//! The `pixelmill` binary: `serve` runs every role in one process; `process` runs the engine on a
+//! file. Flags also read `PIXELMILL_<NAME>` environment variables.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use pixelmill_core::{OutputFormat, OutputSpec, PipelineStep};
+use pixelmill_node::{Config, Node};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "pixelmill",
+    version,
+    about = "Image processing service: upload, filter pipelines, webhooks, expiring download links"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node with every role (API, scheduler, workers, notifier, sweeper) on embedded storage.
+    Serve(Box<ServeArgs>),
+    /// Run a filter pipeline on a file, offline, with the same engine.
+    Process(ProcessArgs),
+}
+
+/// Each flag overrides the built-in default shown in its help.
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "PIXELMILL_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory for metadata, blobs and the scheduler log [default: ./pixelmill-data]
+    #[arg(long, env = "PIXELMILL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Base URL put in download links and status URLs [default: http://<listen>]
+    #[arg(long, env = "PIXELMILL_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Metadata backend [default: embedded]
+    #[arg(long, env = "PIXELMILL_META")]
+    meta: Option<String>,
+    /// Blob backend, file:///path [default: <data-dir>/blobs]
+    #[arg(long, env = "PIXELMILL_BLOB")]
+    blob: Option<String>,
+    /// HMAC secret for webhook signatures [default: generated into <data-dir>/webhook-secret]
+    #[arg(long, env = "PIXELMILL_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+    /// Lifetime of download links, e.g. 3s, 12h, 90d [default: 90d]
+    #[arg(long, env = "PIXELMILL_LINK_TTL", value_parser = duration)]
+    link_ttl: Option<Duration>,
+    /// Largest upload in bytes [default: 52428800]
+    #[arg(long, env = "PIXELMILL_MAX_BODY_BYTES")]
+    max_body_bytes: Option<u64>,
+    /// Largest image in pixels per frame [default: 50000000]
+    #[arg(long, env = "PIXELMILL_MAX_PIXELS")]
+    max_pixels: Option<u64>,
+    /// Most frames in an animated image [default: 1000]
+    #[arg(long, env = "PIXELMILL_MAX_FRAMES")]
+    max_frames: Option<u32>,
+    /// Concurrent jobs; 0 runs an API-only node [default: number of CPUs]
+    #[arg(long, env = "PIXELMILL_WORKERS")]
+    workers: Option<usize>,
+    /// Waiting jobs beyond which new jobs get 503 overloaded [default: 10000]
+    #[arg(long, env = "PIXELMILL_QUEUE_BOUND")]
+    queue_bound: Option<usize>,
+    /// How long a worker holds a job without renewing its lease [default: 30s]
+    #[arg(long, env = "PIXELMILL_LEASE_TTL", value_parser = duration)]
+    lease_ttl: Option<Duration>,
+    /// Attempts before a job fails for good [default: 5]
+    #[arg(long, env = "PIXELMILL_MAX_ATTEMPTS")]
+    max_attempts: Option<u32>,
+    /// How long expired links answer 410 before they and their outputs are removed [default: 7d]
+    #[arg(long, env = "PIXELMILL_EXPIRED_LINK_GRACE", value_parser = duration)]
+    expired_link_grace: Option<Duration>,
+    /// How often expired links and outputs are removed [default: 60s]
+    #[arg(long, env = "PIXELMILL_SWEEP_INTERVAL", value_parser = duration)]
+    sweep_interval: Option<Duration>,
+    /// How long failed webhooks keep being retried [default: 25h]
+    #[arg(long, env = "PIXELMILL_WEBHOOK_RETRY_WINDOW", value_parser = duration)]
+    webhook_retry_window: Option<Duration>,
+}
+
+#[derive(Args)]
+struct ProcessArgs {
+    /// Input image (format sniffed from its bytes)
+    input: PathBuf,
+    /// Output file; its extension picks the format unless --format is given
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Pipeline in compact form, e.g. 'resize:width=300|sepia|expr:expr="r = 255 - r"'
+    #[arg(long, default_value = "")]
+    ops: String,
+    /// Output format: jpeg, png, webp, gif or original
+    #[arg(long)]
+    format: Option<String>,
+    /// Quality 1-100 for lossy formats
+    #[arg(long)]
+    quality: Option<u8>,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    pixelmill_core::parse_duration(s).map_err(|e| e.to_string())
+}
+
+impl ServeArgs {
+    fn into_config(self) -> Config {
+        let mut c = Config::default();
+        macro_rules! set {
+            ($($field:ident),*) => { $(if let Some(v) = self.$field { c.$field = v; })* };
+        }
+        set!(
+            listen,
+            data_dir,
+            meta,
+            blob,
+            link_ttl,
+            max_body_bytes,
+            max_pixels,
+            max_frames,
+            workers,
+            queue_bound,
+            lease_ttl,
+            max_attempts,
+            expired_link_grace,
+            sweep_interval,
+            webhook_retry_window
+        );
+        c.public_url = self.public_url.or(c.public_url);
+        c.webhook_secret = self.webhook_secret.or(c.webhook_secret);
+        c
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve((*args).into_config()).await,
+        Command::Process(args) => process(args),
+    }
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let mut node = Node::start(config)
+        .await
+        .context("pixelmill could not start")?;
+    println!("pixelmill listening on http://{}", node.addr);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = node.wait() => bail!("the node stopped because one of its roles kept failing; see the log above"),
+    }
+    tracing::info!("shutting down");
+    node.shutdown().await?;
+    Ok(())
+}
+
+fn process(args: ProcessArgs) -> Result<()> {
+    let steps = if args.ops.trim().is_empty() {
+        Vec::new()
+    } else {
+        PipelineStep::parse_compact(&args.ops)?
+    };
+    let format = match args.format.as_deref() {
+        Some(name) => name.to_owned(),
+        None => match args.output.extension().and_then(|e| e.to_str()) {
+            Some("jpg") => "jpeg".to_owned(),
+            Some(ext) => ext.to_ascii_lowercase(),
+            None => "original".to_owned(),
+        },
+    };
+    let format: OutputFormat = serde_json::from_value(serde_json::Value::String(format.clone()))
+        .with_context(|| {
+            format!("unknown output format {format:?}: use jpeg, png, webp, gif or original")
+        })?;
+    let output = OutputSpec {
+        format,
+        quality: args.quality,
+    };
+    pixelmill_engine::check_output(&output).map_err(anyhow::Error::msg)?;
+    let pipeline = pixelmill_engine::Registry::builtin().compile(&steps)?;
+    let input = std::fs::read(&args.input)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    let rendered = pixelmill_engine::process(&input, &pipeline, &output, &Default::default())?;
+    std::fs::write(&args.output, &rendered.bytes)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    println!(
+        "{} → {} ({} {}x{}, {} bytes)",
+        args.input.display(),
+        args.output.display(),
+        rendered.format.as_str(),
+        rendered.width,
+        rendered.height,
+        rendered.bytes.len()
+    );
+    Ok(())
+}

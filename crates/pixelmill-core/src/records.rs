@@ -2,8 +2,7 @@
 //! backend and the embedded one agree on access paths.
 
 use crate::{
-    BlobKey, EventId, ImageFormat, ImageId, JobId, JobSpec, LinkToken, OutputFormat, TenantId,
-    UnixMillis,
+    BlobKey, EventId, ImageFormat, ImageId, JobId, JobSpec, LinkToken, TenantId, UnixMillis,
 };
 use serde::{Deserialize, Serialize};
 
@@ -48,7 +47,7 @@ impl JobStatus {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobOutput {
-    pub format: OutputFormat,
+    pub format: ImageFormat,
     pub width: u32,
     pub height: u32,
     pub bytes: u64,

@@ -33,7 +33,10 @@ mod tests {
     #[test]
     fn parses_seconds_and_days() {
         assert_eq!(parse_duration("3s").unwrap(), Duration::from_secs(3));
-        assert_eq!(parse_duration("90d").unwrap(), Duration::from_secs(90 * 86_400));
+        assert_eq!(
+            parse_duration("90d").unwrap(),
+            Duration::from_secs(90 * 86_400)
+        );
     }
 
     #[test]

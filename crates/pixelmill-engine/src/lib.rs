@@ -1,1 +1,44 @@
-//! The image engine: sniffing, limits, decoding, the filter registry (one filter per file), the expr language, encoding.
+//! The image engine: sniffing, limits, decoding, the filter registry (one filter per file), the
+//! expr language, encoding.
+//!
+//! Every image is processed as 8-bit RGBA with straight alpha: 16-bit inputs are reduced to
+//! 8 bits per channel on decode, and only the first frame of an animation is used.
+
+#[cfg(test)]
+mod conformance;
+mod decode;
+mod encode;
+mod error;
+mod expr;
+mod filters;
+mod params;
+mod pipeline;
+mod pixels;
+mod process;
+mod registry;
+mod sniff;
+
+pub use decode::{inspect, ImageInfo, Limits};
+pub use encode::check_output;
+pub use error::{EngineError, PipelineError};
+pub use params::ParamSchema;
+pub use pipeline::Pipeline;
+pub use process::{process, Rendered};
+pub use registry::{FilterSchema, Registry};
+pub use sniff::sniff;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn shared_types_are_send_and_sync() {
+        assert_send_sync::<Registry>();
+        assert_send_sync::<Pipeline>();
+        assert_send_sync::<Rendered>();
+        assert_send_sync::<EngineError>();
+        assert_send_sync::<PipelineError>();
+    }
+}

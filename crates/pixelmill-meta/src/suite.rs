@@ -1,0 +1,306 @@
+//! The `MetaStore` conformance suite. Every backend runs it from its own tests, e.g.
+//! `suite::run_all(Arc::new(store)).await`; a failing check panics with what the backend got wrong.
+//!
+//! Every run uses fresh random tenants, ids, tokens and blob keys, so it can run against a shared
+//! server that already holds data from other runs. Scans (`expired_links`, `due_outbox`) may then
+//! return foreign records too: the checks look at this run's records within the answer and at the
+//! ordering and limit of the whole answer.
+
+use crate::{Inserted, MetaStore};
+use pixelmill_core::{now_ms, EventId, JobStatus, OutboxEvent};
+use std::sync::Arc;
+
+mod fixtures;
+use fixtures::idempotency_key;
+pub use fixtures::{image, job, link, outbox_event, unique_blob, unique_tenant};
+
+/// A large enough limit that this run's records are in a scan's answer even on a shared server.
+const SCAN_ALL: usize = 10_000;
+
+pub async fn run_all(store: Arc<dyn MetaStore>) {
+    images(&*store).await;
+    tenant_isolation(&*store).await;
+    jobs(&*store).await;
+    idempotency(&*store).await;
+    idempotency_expiry(&*store).await;
+    idempotency_concurrency(Arc::clone(&store)).await;
+    links(&*store).await;
+    expired_links(&*store).await;
+    blob_links(&*store).await;
+    outbox_replace(&*store).await;
+    due_outbox(&*store).await;
+    store.ping().await.expect("ping");
+}
+
+pub async fn images(store: &dyn MetaStore) {
+    let tenant = unique_tenant();
+    let img = image(&tenant);
+    assert_eq!(store.get_image(&tenant, &img.id).await.unwrap(), None);
+    store.put_image(&img).await.unwrap();
+    let got = store.get_image(&tenant, &img.id).await.unwrap();
+    assert_eq!(got, Some(img), "get_image returns the stored record");
+}
+
+pub async fn tenant_isolation(store: &dyn MetaStore) {
+    let (tenant, other) = (unique_tenant(), unique_tenant());
+    let img = image(&tenant);
+    store.put_image(&img).await.unwrap();
+    let leaked = store.get_image(&other, &img.id).await.unwrap();
+    assert_eq!(leaked, None, "an image is invisible to other tenants");
+
+    let j = job(&tenant);
+    store.put_job(&j).await.unwrap();
+    let leaked = store.get_job(&other, &j.id).await.unwrap();
+    assert_eq!(leaked, None, "a job is invisible to other tenants");
+}
+
+pub async fn jobs(store: &dyn MetaStore) {
+    let tenant = unique_tenant();
+    let mut j = job(&tenant);
+    assert_eq!(store.get_job(&tenant, &j.id).await.unwrap(), None);
+    store.put_job(&j).await.unwrap();
+    assert_eq!(
+        store.get_job(&tenant, &j.id).await.unwrap(),
+        Some(j.clone())
+    );
+
+    j.status = JobStatus::Failed;
+    j.attempts = 3;
+    j.finished_at = Some(now_ms());
+    j.error = Some("decode failed".to_owned());
+    store.put_job(&j).await.unwrap();
+    let got = store.get_job(&tenant, &j.id).await.unwrap();
+    assert_eq!(got, Some(j), "put_job replaces the whole record");
+}
+
+pub async fn idempotency(store: &dyn MetaStore) {
+    let tenant = unique_tenant();
+    let now = now_ms();
+    let first = idempotency_key(&tenant, "order-1", now + 60_000);
+    let second = idempotency_key(&tenant, "order-1", now + 60_000);
+    let inserted = store.insert_idempotency_key(&first, now).await.unwrap();
+    assert_eq!(inserted, Inserted::New);
+    let inserted = store.insert_idempotency_key(&second, now).await.unwrap();
+    assert_eq!(
+        inserted,
+        Inserted::Existing(first.clone()),
+        "never overwrites"
+    );
+
+    let elsewhere = idempotency_key(&unique_tenant(), "order-1", now + 60_000);
+    let inserted = store.insert_idempotency_key(&elsewhere, now).await.unwrap();
+    assert_eq!(inserted, Inserted::New, "keys are scoped to their tenant");
+}
+
+pub async fn idempotency_expiry(store: &dyn MetaStore) {
+    let tenant = unique_tenant();
+    let t = now_ms();
+    let old = idempotency_key(&tenant, "retry", t + 1_000);
+    let new = idempotency_key(&tenant, "retry", t + 5_000);
+    assert_eq!(
+        store.insert_idempotency_key(&old, t).await.unwrap(),
+        Inserted::New
+    );
+    let at_expiry = store.insert_idempotency_key(&new, t + 1_000).await.unwrap();
+    assert_eq!(at_expiry, Inserted::New, "a key expires at its expires_at");
+    let later = idempotency_key(&tenant, "retry", t + 9_000);
+    let again = store
+        .insert_idempotency_key(&later, t + 1_500)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Inserted::Existing(new),
+        "the re-inserted key is the live one"
+    );
+}
+
+/// Concurrent inserts of one key: exactly one wins, everyone else sees the winner's job.
+pub async fn idempotency_concurrency(store: Arc<dyn MetaStore>) {
+    let tenant = unique_tenant();
+    let now = now_ms();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let record = idempotency_key(&tenant, "contended", now + 60_000);
+            tokio::spawn(async move {
+                let outcome = store.insert_idempotency_key(&record, now).await.unwrap();
+                (record, outcome)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut seen = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (record, Inserted::New) => winners.push(record),
+            (_, Inserted::Existing(existing)) => seen.push(existing),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one concurrent insert wins");
+    assert_eq!(seen.len(), 19);
+    assert!(
+        seen.iter().all(|r| *r == winners[0]),
+        "every loser sees the winner's record"
+    );
+}
+
+pub async fn links(store: &dyn MetaStore) {
+    let l = link(&unique_blob(), now_ms() + 60_000);
+    assert_eq!(store.get_link(&l.token).await.unwrap(), None);
+    store.put_link(&l).await.unwrap();
+    assert_eq!(store.get_link(&l.token).await.unwrap(), Some(l.clone()));
+    store.delete_link(&l.token).await.unwrap();
+    assert_eq!(store.get_link(&l.token).await.unwrap(), None);
+    store.delete_link(&l.token).await.unwrap();
+}
+
+pub async fn expired_links(store: &dyn MetaStore) {
+    let now = now_ms();
+    let blob = unique_blob();
+    let oldest = link(&blob, now - 3_000);
+    let older = link(&blob, now - 2_000);
+    let at_now = link(&blob, now);
+    let live = link(&blob, now + 60_000);
+    for l in [&live, &at_now, &oldest, &older] {
+        store.put_link(l).await.unwrap();
+    }
+
+    let all = store.expired_links(now, SCAN_ALL).await.unwrap();
+    assert!(
+        all.iter().all(|l| l.expires_at <= now),
+        "only expired links"
+    );
+    assert!(all.is_sorted_by_key(|l| l.expires_at), "oldest first");
+    let ours: Vec<_> = all.iter().filter(|l| l.blob_key == blob).cloned().collect();
+    assert_eq!(ours, [oldest.clone(), older.clone(), at_now.clone()]);
+
+    let limited = store.expired_links(now, 2).await.unwrap();
+    assert_eq!(
+        limited.len(),
+        2,
+        "at most `limit`, and no fewer when more exist"
+    );
+    assert!(limited.is_sorted_by_key(|l| l.expires_at));
+
+    // A link stays readable after it expires, until it is deleted.
+    assert_eq!(
+        store.get_link(&oldest.token).await.unwrap(),
+        Some(oldest.clone())
+    );
+    for l in [&live, &at_now, &oldest, &older] {
+        store.delete_link(&l.token).await.unwrap();
+    }
+    let after = store.expired_links(now, SCAN_ALL).await.unwrap();
+    assert!(
+        after.iter().all(|l| l.blob_key != blob),
+        "deleted links are gone"
+    );
+}
+
+pub async fn blob_links(store: &dyn MetaStore) {
+    let blob = unique_blob();
+    assert!(!store.blob_has_links(&blob).await.unwrap());
+    let expired = link(&blob, now_ms() - 1_000);
+    let live = link(&blob, now_ms() + 60_000);
+    store.put_link(&expired).await.unwrap();
+    store.put_link(&live).await.unwrap();
+    assert!(store.blob_has_links(&blob).await.unwrap());
+    store.delete_link(&live.token).await.unwrap();
+    assert!(
+        store.blob_has_links(&blob).await.unwrap(),
+        "an expired link still references its blob"
+    );
+    store.delete_link(&expired.token).await.unwrap();
+    assert!(!store.blob_has_links(&blob).await.unwrap());
+
+    // Re-pointing a link at another blob releases the first one.
+    let mut moved = link(&blob, now_ms() + 60_000);
+    store.put_link(&moved).await.unwrap();
+    moved.blob_key = unique_blob();
+    store.put_link(&moved).await.unwrap();
+    assert!(!store.blob_has_links(&blob).await.unwrap());
+    assert!(store.blob_has_links(&moved.blob_key).await.unwrap());
+    store.delete_link(&moved.token).await.unwrap();
+}
+
+fn due_ids(events: &[OutboxEvent], ours: &[&OutboxEvent]) -> Vec<EventId> {
+    let ours: Vec<_> = ours.iter().map(|e| &e.event_id).collect();
+    events
+        .iter()
+        .filter(|e| ours.contains(&&e.event_id))
+        .map(|e| e.event_id.clone())
+        .collect()
+}
+
+pub async fn outbox_replace(store: &dyn MetaStore) {
+    let now = now_ms();
+    let mut event = outbox_event(now - 1_000);
+    store.put_outbox(&event).await.unwrap();
+    let due = store.due_outbox(now, SCAN_ALL).await.unwrap();
+    assert_eq!(due_ids(&due, &[&event]), [event.event_id.clone()]);
+
+    // A failed attempt reschedules the same event into the future: it is no longer due.
+    event.attempts = 1;
+    event.next_attempt_at = now + 60_000;
+    store.put_outbox(&event).await.unwrap();
+    let due = store.due_outbox(now, SCAN_ALL).await.unwrap();
+    assert!(
+        due_ids(&due, &[&event]).is_empty(),
+        "rescheduled event is not due"
+    );
+    let later = store.due_outbox(now + 60_000, SCAN_ALL).await.unwrap();
+    let ours: Vec<_> = later
+        .iter()
+        .filter(|e| e.event_id == event.event_id)
+        .collect();
+    assert_eq!(
+        ours,
+        [&event],
+        "one row per event id, holding the latest put"
+    );
+
+    store.delete_outbox(&event.event_id).await.unwrap();
+    let later = store.due_outbox(now + 60_000, SCAN_ALL).await.unwrap();
+    assert!(
+        due_ids(&later, &[&event]).is_empty(),
+        "deleted event is gone"
+    );
+    store.delete_outbox(&event.event_id).await.unwrap();
+}
+
+pub async fn due_outbox(store: &dyn MetaStore) {
+    let now = now_ms();
+    let first = outbox_event(now - 3_000);
+    let second = outbox_event(now - 2_000);
+    let third = outbox_event(now);
+    let future = outbox_event(now + 60_000);
+    for e in [&future, &third, &first, &second] {
+        store.put_outbox(e).await.unwrap();
+    }
+
+    let all = store.due_outbox(now, SCAN_ALL).await.unwrap();
+    assert!(
+        all.iter().all(|e| e.next_attempt_at <= now),
+        "only due events"
+    );
+    assert!(
+        all.is_sorted_by_key(|e| e.next_attempt_at),
+        "earliest first"
+    );
+    let ours = due_ids(&all, &[&first, &second, &third, &future]);
+    assert_eq!(ours, [&first, &second, &third].map(|e| e.event_id.clone()));
+    let got = all.iter().find(|e| e.event_id == first.event_id);
+    assert_eq!(got, Some(&first), "events round-trip unchanged");
+
+    let limited = store.due_outbox(now, 2).await.unwrap();
+    assert_eq!(
+        limited.len(),
+        2,
+        "at most `limit`, and no fewer when more exist"
+    );
+
+    for e in [&future, &third, &first, &second] {
+        store.delete_outbox(&e.event_id).await.unwrap();
+    }
+}

@@ -1,1 +1,264 @@
-//! One pixelmill node: configuration, the ractor supervision tree and the only place backends are chosen.
+//! One pixelmill node: configuration, the choice of backends, and the ractor supervision tree.
+//!
+//! ```text
+//! node (supervisor)
+//! ├── api            axum server
+//! ├── scheduler      raft-backed queue housekeeping: lease expiry, queue gauges
+//! ├── workers (supervisor)
+//! │   └── worker-0 … worker-N   lease → engine → output, link, outbox → complete
+//! ├── notifier       webhook delivery from the outbox
+//! └── sweeper        expired links and unreferenced outputs
+//! ```
+//! Architecture invariant: this crate is the only one that knows which backend implements which
+//! trait; everything below it takes `Arc<dyn MetaStore>` / `Arc<dyn BlobStore>`.
+
+mod api_actor;
+mod backends;
+mod config;
+mod looping;
+mod metrics;
+mod roles;
+mod runner;
+mod supervisor;
+mod worker;
+
+pub use config::Config;
+pub use runner::{JobExecutor, JobFailure, JobRef, JobRunner};
+
+use api_actor::{ApiActor, ApiArgs};
+use pixelmill_api::{ApiSettings, AppState, HttpMetrics};
+use pixelmill_engine::{Limits, Registry};
+use pixelmill_notify::{JobEvents, NotifyMetrics, WebhookConfig, WebhookDelivery};
+use pixelmill_sched::{SchedConfig, Scheduler};
+use ractor::{Actor, ActorRef};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use supervisor::{ChildSpec, Supervisor, SupervisorArgs};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("metadata store: {0}")]
+    Meta(#[from] pixelmill_meta::MetaError),
+    #[error("blob store: {0}")]
+    Blob(#[from] pixelmill_blob::BlobError),
+    #[error("scheduler: {0}")]
+    Sched(#[from] pixelmill_sched::SchedError),
+    #[error("cannot listen on {addr}: {source}; pick a free address with --listen")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("actor system: {0}")]
+    Actors(String),
+}
+
+/// A running node. Dropping it does not stop it; call `shutdown`.
+pub struct Node {
+    root: ActorRef<()>,
+    finished: tokio::task::JoinHandle<()>,
+    sched: Scheduler,
+    /// The address the API is listening on (useful with port 0).
+    pub addr: SocketAddr,
+}
+
+impl Node {
+    pub async fn start(config: Config) -> Result<Node, NodeError> {
+        Self::start_with(config, |runner| runner).await
+    }
+
+    /// Starts a node whose workers run jobs through `wrap(real runner)`: the seam for embedding
+    /// pixelmill with an instrumented or decorated executor.
+    pub async fn start_with(
+        config: Config,
+        wrap: impl FnOnce(Arc<dyn JobExecutor>) -> Arc<dyn JobExecutor>,
+    ) -> Result<Node, NodeError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            NodeError::Io(format!(
+                "cannot create the data dir {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let meta = backends::meta_store(&config)?;
+        let blob = backends::blob_store(&config)?;
+        let secret = backends::webhook_secret(&config)?;
+        let sched = Scheduler::open(
+            &config.data_dir.join("raft"),
+            SchedConfig {
+                node_id: config.node_id,
+                queue_bound: config.queue_bound,
+                max_attempts: config.max_attempts,
+                ..SchedConfig::default()
+            },
+        )
+        .await?;
+        // Every worker of this node's previous run is gone: their jobs go back to the queue now
+        // rather than when their leases run out.
+        let node_prefix = format!("n{}/", config.node_id);
+        let returned = sched.release_worker(&node_prefix).await?;
+
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| NodeError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| NodeError::Io(e.to_string()))?;
+        let public_url = config.public_url(addr);
+
+        let prometheus = prometheus::Registry::new();
+        let metrics_err =
+            |e: prometheus::Error| NodeError::Io(format!("metrics registration: {e}"));
+        let node_metrics = metrics::NodeMetrics::register(&prometheus).map_err(metrics_err)?;
+        let http_metrics = HttpMetrics::register(&prometheus).map_err(metrics_err)?;
+        let notify_metrics = NotifyMetrics::register(&prometheus).map_err(metrics_err)?;
+
+        let registry = Arc::new(Registry::builtin());
+        let events = JobEvents::new();
+        let limits = Limits {
+            max_pixels: config.max_pixels,
+            max_frames: config.max_frames,
+        };
+        let work_available = Arc::new(Notify::new());
+        let outbox_written = Arc::new(Notify::new());
+
+        let state = AppState {
+            meta: meta.clone(),
+            blob: blob.clone(),
+            sched: sched.clone(),
+            registry: registry.clone(),
+            events: events.clone(),
+            limits,
+            settings: ApiSettings {
+                max_body_bytes: config.max_body_bytes,
+                link_ttl: config.link_ttl,
+                public_url: public_url.clone(),
+                idempotency_ttl: Duration::from_secs(86_400),
+                queue_bound: config.queue_bound,
+            },
+            http_metrics,
+            prometheus,
+            work_available: work_available.clone(),
+        };
+        let runner: Arc<dyn JobExecutor> = Arc::new(JobRunner {
+            meta: meta.clone(),
+            blob: blob.clone(),
+            registry,
+            events,
+            limits,
+            link_ttl: config.link_ttl,
+            public_url,
+            webhook_retry_window: config.webhook_retry_window,
+            metrics: node_metrics.clone(),
+            outbox_written: outbox_written.clone(),
+        });
+        let executor = wrap(runner);
+        if !returned.is_empty() {
+            tracing::info!(
+                jobs = returned.len(),
+                "took back jobs leased before the last stop"
+            );
+            runner::settle_reclaimed(&*executor, &returned).await;
+        }
+
+        let workers = (0..config.workers)
+            .map(|slot| {
+                ChildSpec::looping(
+                    format!("worker-{slot}"),
+                    Arc::new(worker::Worker {
+                        id_prefix: format!("{node_prefix}w{slot}/"),
+                        incarnation: Default::default(),
+                        sched: sched.clone(),
+                        executor: executor.clone(),
+                        lease_ttl: config.lease_ttl,
+                        work_available: work_available.clone(),
+                        metrics: node_metrics.clone(),
+                    }),
+                )
+            })
+            .collect();
+        let listener = Arc::new(Mutex::new(Some(listener)));
+        let children = vec![
+            ChildSpec::looping(
+                "scheduler",
+                Arc::new(roles::SchedulerTicker {
+                    sched: sched.clone(),
+                    executor: executor.clone(),
+                    metrics: node_metrics.clone(),
+                }),
+            ),
+            ChildSpec::supervisor("workers", workers, node_metrics.clone()),
+            ChildSpec::looping(
+                "notifier",
+                Arc::new(roles::Notifier {
+                    meta: meta.clone(),
+                    delivery: WebhookDelivery::new(
+                        secret,
+                        WebhookConfig::default(),
+                        notify_metrics,
+                    )
+                    .map_err(|e| NodeError::Io(format!("webhook client: {e}")))?,
+                    outbox_written,
+                }),
+            ),
+            ChildSpec::looping(
+                "sweeper",
+                Arc::new(roles::Sweeper {
+                    meta,
+                    blob,
+                    interval: config.sweep_interval,
+                    grace: config.expired_link_grace,
+                }),
+            ),
+            ChildSpec::actor("api", move || {
+                (
+                    ApiActor,
+                    ApiArgs {
+                        state: state.clone(),
+                        addr,
+                        listener: listener.clone(),
+                    },
+                )
+            }),
+        ];
+        let (root, finished) = Actor::spawn(
+            Some(format!("node-{}", config.node_id)),
+            Supervisor,
+            SupervisorArgs {
+                children,
+                metrics: node_metrics,
+            },
+        )
+        .await
+        .map_err(|e| NodeError::Actors(e.to_string()))?;
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), "pixelmill node started");
+        Ok(Node {
+            root,
+            finished,
+            sched,
+            addr,
+        })
+    }
+
+    /// Waits until the supervision tree ends (it only ends by itself when a role cannot be kept alive).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.finished).await;
+    }
+
+    /// Stops every role (in-flight HTTP requests get a moment to finish), then the scheduler.
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        self.root.stop(Some("shutdown".to_owned()));
+        self.wait().await;
+        self.sched.shutdown().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,149 @@
+//! The one place where errors become HTTP: every 4xx/5xx carries
+//! `{"error": {"code", "message"}}`, and retryable backend failures become 503 with Retry-After.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use pixelmill_blob::BlobError;
+use pixelmill_engine::{EngineError, PipelineError};
+use pixelmill_meta::MetaError;
+use pixelmill_sched::SchedError;
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn invalid_pipeline(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_pipeline",
+            message,
+        )
+    }
+
+    pub fn payload_too_large(limit: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than the {limit}-byte limit; send a smaller file or raise PIXELMILL_MAX_BODY_BYTES"),
+        )
+    }
+
+    pub fn overloaded(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+            .retry_after(retry_after_secs)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs.max(1));
+        self
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(code = self.code, message = %self.message, "request failed");
+        }
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// Retryable store trouble is the server's, not the client's: 503 with a hint to come back.
+fn unavailable(what: &str, detail: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        format!("{what} is temporarily unavailable ({detail}); retry after the Retry-After delay"),
+    )
+    .retry_after(2)
+}
+
+impl From<MetaError> for ApiError {
+    fn from(err: MetaError) -> Self {
+        if err.is_retryable() {
+            unavailable("the metadata store", err)
+        } else {
+            ApiError::internal(err.to_string())
+        }
+    }
+}
+
+impl From<BlobError> for ApiError {
+    fn from(err: BlobError) -> Self {
+        match err {
+            BlobError::NotFound(key) => ApiError::not_found(format!("stored data {key} is gone")),
+            err if err.is_retryable() => unavailable("the blob store", err),
+            err => ApiError::internal(err.to_string()),
+        }
+    }
+}
+
+impl From<SchedError> for ApiError {
+    fn from(err: SchedError) -> Self {
+        match err {
+            SchedError::Overloaded { retry_after_ms } => ApiError::overloaded(
+                "the job queue is full; nothing was queued, retry after the Retry-After delay",
+                retry_after_ms.div_ceil(1000),
+            ),
+            err if err.is_retryable() => unavailable("the scheduler", err),
+            err => ApiError::internal(err.to_string()),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(err: EngineError) -> Self {
+        let status = match err.code() {
+            "unsupported_format" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "internal" => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, err.code(), err.to_string())
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(err: PipelineError) -> Self {
+        ApiError::invalid_pipeline(err.to_string())
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,68 @@
+use crate::tenant::Tenant;
+use crate::{views, ApiResult, AppState};
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use pixelmill_core::{JobRecord, JobStatus};
+use std::convert::Infallible;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+/// `GET /v1/jobs/{id}/events`: one `status` event per status change, ending after a final one. The
+/// first event is the job as it is now, so a client that connects late still sees the outcome.
+pub async fn stream(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    // Subscribe before reading the job so a change between the two is not missed.
+    let changes = state.events.subscribe();
+    let job = super::jobs::find(&state, &tenant, &id).await?;
+    let (tx, rx) = mpsc::channel(8);
+    tokio::spawn(follow(state, job, changes, tx));
+    Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()))
+}
+
+async fn follow(
+    state: AppState,
+    mut job: JobRecord,
+    mut changes: broadcast::Receiver<pixelmill_notify::JobEvent>,
+    tx: mpsc::Sender<Result<Event, Infallible>>,
+) {
+    let mut sent: Option<JobStatus> = None;
+    loop {
+        if sent != Some(job.status) {
+            let event = Event::default()
+                .event("status")
+                .id(format!("{}-{}", job.id, job.status.as_str()))
+                .json_data(views::job(&job, &state.settings.public_url));
+            let Ok(event) = event else { return };
+            if tx.send(Ok(event)).await.is_err() {
+                return;
+            }
+            sent = Some(job.status);
+        }
+        if job.status.is_final() {
+            return;
+        }
+        let changed = tokio::select! {
+            _ = tx.closed() => return,
+            change = changes.recv() => match change {
+                Ok(ev) => ev.job_id == job.id,
+                // Missed some events: re-read the job, it holds the latest status.
+                Err(broadcast::error::RecvError::Lagged(_)) => true,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        if changed {
+            match state.meta.get_job(&job.tenant, &job.id).await {
+                Ok(Some(latest)) => job = latest,
+                Ok(None) => return,
+                Err(err) => {
+                    tracing::warn!(job = %job.id, %err, "event stream could not re-read the job");
+                    return;
+                }
+            }
+        }
+    }
+}

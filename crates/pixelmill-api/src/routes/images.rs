@@ -1,0 +1,107 @@
+use crate::tenant::Tenant;
+use crate::{upload, views, ApiError, ApiResult, AppState};
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use pixelmill_core::{ImageId, ImageRecord, TenantId};
+
+/// `POST /v1/images`: the raw image as the body, or `multipart/form-data` with one field `file`.
+pub async fn upload(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    request: Request,
+) -> ApiResult<Response> {
+    if let Some(len) = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    {
+        // Far too large to bother reading: refuse at once. A body just over the limit is refused
+        // while streaming, after which the rest is drained so the client sees the 413.
+        if len
+            > state
+                .settings
+                .max_body_bytes
+                .saturating_add(upload::LINGER_BYTES)
+        {
+            return Err(ApiError::payload_too_large(state.settings.max_body_bytes));
+        }
+    }
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let record = if is_multipart {
+        upload_multipart(&state, tenant, request).await?
+    } else {
+        let body = request.into_body().into_data_stream();
+        upload::ingest(&state, tenant, body).await?
+    };
+    Ok((StatusCode::CREATED, Json(views::image(&record))).into_response())
+}
+
+async fn upload_multipart(
+    state: &AppState,
+    tenant: TenantId,
+    request: Request,
+) -> ApiResult<ImageRecord> {
+    let mut multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?
+    {
+        if field.name() == Some("file") {
+            return upload::ingest(state, tenant, field.boxed()).await;
+        }
+    }
+    Err(ApiError::bad_request(
+        "the multipart body has no field named `file`; put the image in a field called file",
+    ))
+}
+
+pub(crate) async fn find(state: &AppState, tenant: &TenantId, id: &str) -> ApiResult<ImageRecord> {
+    state
+        .meta
+        .get_image(tenant, &ImageId::from_string(id))
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "image {id} not found; upload it first with POST /v1/images"
+            ))
+        })
+}
+
+/// `GET /v1/images/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let record = find(&state, &tenant, &id).await?;
+    Ok(Json(views::image(&record)))
+}
+
+/// `GET /v1/images/{id}/original`: the uploaded bytes.
+pub async fn original(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let record = find(&state, &tenant, &id).await?;
+    let bytes = state.blob.get(&record.blob_key).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, record.format.mime().to_owned()),
+            (header::ETAG, format!("\"{}\"", record.sha256)),
+        ],
+        Body::from(bytes),
+    )
+        .into_response())
+}

@@ -1,0 +1,52 @@
+use crate::{ApiError, AppState};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use prometheus::{Encoder, TextEncoder};
+use serde_json::json;
+
+/// `GET /healthz`: the process is alive and serving.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: the stores answer and the scheduler has a leader with its log applied.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let meta = state.meta.ping().await.err().map(|e| e.to_string());
+    let blob = state.blob.ping().await.err().map(|e| e.to_string());
+    let sched = (!state.sched.is_ready().await).then(|| "no leader yet".to_owned());
+    let problems: Vec<String> = [("metadata", meta), ("blobs", blob), ("scheduler", sched)]
+        .into_iter()
+        .filter_map(|(what, err)| err.map(|e| format!("{what}: {e}")))
+        .collect();
+    if problems.is_empty() {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("not ready: {}", problems.join("; ")),
+        )
+        .retry_after(1)
+        .into_response()
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let encoder = TextEncoder::new();
+    let mut buf = Vec::new();
+    match encoder.encode(&state.prometheus.gather(), &mut buf) {
+        Ok(()) => (
+            [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
+            buf,
+        )
+            .into_response(),
+        Err(e) => ApiError::internal(format!("metrics encoding failed: {e}")).into_response(),
+    }
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see docs/API.md for the routes")
+}

@@ -1,0 +1,40 @@
+use crate::HttpMetrics;
+use pixelmill_blob::BlobStore;
+use pixelmill_engine::{Limits, Registry};
+use pixelmill_meta::MetaStore;
+use pixelmill_notify::JobEvents;
+use pixelmill_sched::Scheduler;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// What the API needs to know about the node's configuration.
+#[derive(Clone, Debug)]
+pub struct ApiSettings {
+    /// Largest accepted upload body; enforced while streaming, not after buffering.
+    pub max_body_bytes: u64,
+    /// Lifetime of download links (the contract's default is 90 days).
+    pub link_ttl: Duration,
+    /// Absolute base URL for links handed to clients, e.g. `http://127.0.0.1:8080`.
+    pub public_url: String,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl: Duration,
+    /// Queued jobs beyond which new jobs are refused with 503 `overloaded`.
+    pub queue_bound: usize,
+}
+
+/// Shared handles given to every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub meta: Arc<dyn MetaStore>,
+    pub blob: Arc<dyn BlobStore>,
+    pub sched: Scheduler,
+    pub registry: Arc<Registry>,
+    pub events: JobEvents,
+    pub limits: Limits,
+    pub settings: ApiSettings,
+    pub http_metrics: HttpMetrics,
+    pub prometheus: prometheus::Registry,
+    /// Woken when a job is queued so idle workers lease it at once instead of at their next poll.
+    pub work_available: Arc<Notify>,
+}

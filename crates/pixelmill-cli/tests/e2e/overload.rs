@@ -1,0 +1,51 @@
+use crate::spawn_app;
+use pixelmill_testkit::jpeg;
+use serde_json::json;
+use std::time::Duration;
+
+/// Over the queue bound new jobs get 503 `overloaded` with Retry-After; every job accepted before
+/// that still completes once workers run.
+#[tokio::test]
+async fn a_full_queue_sheds_new_jobs_and_keeps_the_accepted_ones() {
+    let mut app = spawn_app(&[("PIXELMILL_WORKERS", "0"), ("PIXELMILL_QUEUE_BOUND", "3")]);
+    let c = app.client.clone();
+    let image = c.upload_ok(jpeg(40, 40)).await;
+    let body =
+        json!({"image_id": image, "pipeline": [{"op": "grayscale"}], "output": {"format": "png"}});
+    let mut accepted = Vec::new();
+    for _ in 0..3 {
+        let (status, job) = c.create_job(&body, None).await;
+        assert_eq!(status, 202, "{job}");
+        accepted.push(job["id"].as_str().unwrap().to_owned());
+    }
+    let response = c
+        .http
+        .post(c.url("/v1/jobs"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    let err: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "overloaded");
+
+    drop(app.server);
+    app.server = pixelmill_testkit::Server::start(
+        env!("CARGO_BIN_EXE_pixelmill"),
+        app._dir.path(),
+        &[("PIXELMILL_WORKERS", "2")],
+    );
+    let c = pixelmill_testkit::Client::new(app.server.base_url());
+    for id in &accepted {
+        assert_eq!(
+            c.wait_job(id, Duration::from_secs(30)).await["status"],
+            "succeeded"
+        );
+    }
+}

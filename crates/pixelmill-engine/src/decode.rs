@@ -1,0 +1,384 @@
+use std::io::Cursor;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, RgbaImage};
+use pixelmill_core::ImageFormat;
+
+use crate::sniff::sniff;
+use crate::EngineError;
+
+/// What a single upload or job may cost in memory. Checked against headers before any pixel
+/// buffer is allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum width × height of the image and of every animation frame.
+    pub max_pixels: u64,
+    /// Maximum number of animation frames.
+    pub max_frames: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_pixels: 50_000_000,
+            max_frames: 1000,
+        }
+    }
+}
+
+/// What `inspect` learned about a sound image. Width and height are after EXIF orientation,
+/// i.e. as the image is displayed and as filters see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub format: ImageFormat,
+    pub width: u32,
+    pub height: u32,
+    pub frames: u32,
+}
+
+/// A fully decoded image, first frame only, reduced to 8-bit RGBA with orientation applied.
+pub(crate) struct Decoded {
+    pub format: ImageFormat,
+    pub image: RgbaImage,
+    pub frames: u32,
+}
+
+/// Sniffs, enforces `limits` from the headers, then decodes everything once so that corrupt or
+/// truncated files are rejected at upload rather than in a job.
+pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<ImageInfo, EngineError> {
+    let decoded = decode(bytes, limits)?;
+    Ok(ImageInfo {
+        format: decoded.format,
+        width: decoded.image.width(),
+        height: decoded.image.height(),
+        frames: decoded.frames,
+    })
+}
+
+pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, EngineError> {
+    let format = sniff(bytes)?;
+    let codec =
+        match format {
+            ImageFormat::Jpeg => image::ImageFormat::Jpeg,
+            ImageFormat::Png => image::ImageFormat::Png,
+            ImageFormat::Gif => image::ImageFormat::Gif,
+            ImageFormat::Webp => image::ImageFormat::WebP,
+            ImageFormat::Bmp => image::ImageFormat::Bmp,
+            ImageFormat::Tiff => image::ImageFormat::Tiff,
+            ImageFormat::Avif => return Err(EngineError::UnsupportedFormat(
+                "AVIF decoding is not supported yet; convert the image to JPEG, PNG or WebP and \
+                 upload it again"
+                    .into(),
+            )),
+        };
+    if let Some((width, height)) = png_header_size(bytes) {
+        check_pixels(width, height, limits)?;
+    }
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(EngineError::Corrupt(
+            "the JPEG ends before its end-of-image marker, so it was cut off in transfer; upload \
+             the complete file"
+                .into(),
+        ));
+    }
+    // Decoders are third-party code fed hostile input: a panic must become a clean rejection.
+    catch_unwind(AssertUnwindSafe(|| {
+        let frames = match format {
+            ImageFormat::Gif => count_gif_frames(bytes, limits)?,
+            _ => 1,
+        };
+        let image = decode_first_frame(bytes, codec, format, limits)?;
+        Ok(Decoded {
+            format,
+            image,
+            frames,
+        })
+    }))
+    .unwrap_or_else(|_| {
+        Err(EngineError::Corrupt(format!(
+            "the {} decoder could not make sense of this file; re-export the image from its \
+             original and upload it again",
+            format.as_str()
+        )))
+    })
+}
+
+/// A PNG's size sits at a fixed place in its first chunk; reading it there enforces the pixel limit
+/// before the decoder validates anything (an oversized image is refused as such, whatever else is wrong).
+fn png_header_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let ihdr = bytes.get(12..24).filter(|h| h.starts_with(b"IHDR"))?;
+    let field =
+        |at: usize| u32::from_be_bytes([ihdr[at], ihdr[at + 1], ihdr[at + 2], ihdr[at + 3]]);
+    Some((field(4), field(8)))
+}
+
+/// JPEG decoders fill a cut-off scan with grey and report success, so completeness is checked
+/// here: the end-of-image marker must follow the last start-of-scan. (Entropy-coded data escapes
+/// 0xFF, so neither marker can appear by accident inside a scan; a thumbnail's markers come earlier.)
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    const SOS: [u8; 2] = [0xFF, 0xDA];
+    const EOI: [u8; 2] = [0xFF, 0xD9];
+    bytes
+        .windows(2)
+        .rposition(|w| w == SOS)
+        .is_some_and(|sos| bytes[sos..].windows(2).any(|w| w == EOI))
+}
+
+fn decode_first_frame(
+    bytes: &[u8],
+    codec: image::ImageFormat,
+    format: ImageFormat,
+    limits: &Limits,
+) -> Result<RgbaImage, EngineError> {
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), codec);
+    let mut codec_limits = image::Limits::default();
+    // Room for a 16-bit RGBA decode buffer plus the decoder's own scratch; a lying header then
+    // fails inside the decoder instead of allocating without bound.
+    codec_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8) + (64 << 20));
+    reader.limits(codec_limits);
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| map_image_error(e, format))?;
+    let (width, height) = decoder.dimensions();
+    check_pixels(width, height, limits)?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| map_image_error(e, format))?;
+    image.apply_orientation(orientation);
+    Ok(image.into_rgba8())
+}
+
+/// Counts GIF frames without LZW-decoding them, checking every frame's size on the way.
+fn count_gif_frames(bytes: &[u8], limits: &Limits) -> Result<u32, EngineError> {
+    let corrupt = |e: gif::DecodingError| {
+        let e = match e {
+            gif::DecodingError::Io(e) => ImageError::IoError(e),
+            other => ImageError::IoError(std::io::Error::other(other)),
+        };
+        map_image_error(e, ImageFormat::Gif)
+    };
+    let mut options = gif::DecodeOptions::new();
+    options.skip_frame_decoding(true);
+    let mut decoder = options.read_info(Cursor::new(bytes)).map_err(corrupt)?;
+    let (w, h) = (u32::from(decoder.width()), u32::from(decoder.height()));
+    check_pixels(w, h, limits)?;
+    let mut frames = 0u32;
+    while let Some(frame) = decoder.read_next_frame().map_err(corrupt)? {
+        let (w, h) = (u32::from(frame.width), u32::from(frame.height));
+        check_pixels(w, h, limits)?;
+        frames += 1;
+        if frames > limits.max_frames {
+            return Err(EngineError::TooLarge(format!(
+                "the GIF has more than {} frames; reduce the number of frames and upload it again",
+                limits.max_frames
+            )));
+        }
+    }
+    if frames == 0 {
+        return Err(EngineError::Corrupt(
+            "the GIF contains no image frames; upload a GIF with at least one frame".into(),
+        ));
+    }
+    Ok(frames)
+}
+
+pub(crate) fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<(), EngineError> {
+    let pixels = u64::from(width) * u64::from(height);
+    if width == 0 || height == 0 {
+        return Err(EngineError::Corrupt(format!(
+            "the image claims to be {width}x{height} pixels, which is empty; upload a real image"
+        )));
+    }
+    if pixels > limits.max_pixels {
+        return Err(EngineError::TooLarge(format!(
+            "the image is {width}x{height} ({pixels} pixels), over the limit of {} pixels; \
+             downscale it before uploading",
+            limits.max_pixels
+        )));
+    }
+    Ok(())
+}
+
+fn map_image_error(e: ImageError, format: ImageFormat) -> EngineError {
+    let name = format.as_str();
+    match e {
+        ImageError::Limits(e) => EngineError::TooLarge(format!(
+            "decoding this {name} image would need more memory than allowed ({e}); downscale it \
+             before uploading"
+        )),
+        ImageError::Unsupported(e) => EngineError::UnsupportedFormat(format!(
+            "this {name} file uses a feature pixelmill cannot decode ({e}); re-save it as a \
+             standard JPEG or PNG and upload it again"
+        )),
+        other => EngineError::Corrupt(format!(
+            "the {name} image is corrupt or truncated ({other}); re-export it from the original \
+             and upload it again"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::codecs::gif::GifEncoder;
+    use image::{Frame, Rgba};
+
+    fn encoded(format: image::ImageFormat, width: u32, height: u32) -> Vec<u8> {
+        let img = crate::filters::testutil::pattern(width, height);
+        let img = DynamicImage::ImageRgba8(img);
+        // JPEG cannot carry alpha.
+        let img = match format {
+            image::ImageFormat::Jpeg => DynamicImage::ImageRgb8(img.to_rgb8()),
+            _ => img,
+        };
+        let mut out = Vec::new();
+        img.write_to(&mut Cursor::new(&mut out), format).unwrap();
+        out
+    }
+
+    fn gif(frames: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        let frames = (0..frames)
+            .map(|i| Frame::new(RgbaImage::from_pixel(6, 4, Rgba([i as u8 * 40, 0, 0, 255]))));
+        GifEncoder::new(&mut out).encode_frames(frames).unwrap();
+        out
+    }
+
+    /// Inserts an EXIF APP1 segment (little-endian TIFF, one Orientation entry) after SOI.
+    fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+        let mut tiff = b"II*\0\x08\0\0\0\x01\0".to_vec();
+        tiff.extend([0x12, 0x01, 3, 0, 1, 0, 0, 0]); // tag 0x0112, SHORT, count 1
+        tiff.extend(orientation.to_le_bytes());
+        tiff.extend([0, 0, 0, 0, 0, 0]); // value padding, next IFD = none
+        let mut app1 = b"Exif\0\0".to_vec();
+        app1.extend(tiff);
+        let mut out = jpeg[..2].to_vec();
+        out.extend([0xFF, 0xE1]);
+        out.extend((app1.len() as u16 + 2).to_be_bytes());
+        out.extend(app1);
+        out.extend(&jpeg[2..]);
+        out
+    }
+
+    #[test]
+    fn inspects_every_supported_format() {
+        use image::ImageFormat as F;
+        let cases = [
+            (F::Png, ImageFormat::Png),
+            (F::Jpeg, ImageFormat::Jpeg),
+            (F::WebP, ImageFormat::Webp),
+            (F::Bmp, ImageFormat::Bmp),
+            (F::Tiff, ImageFormat::Tiff),
+            (F::Gif, ImageFormat::Gif),
+        ];
+        for (codec, format) in cases {
+            let info = inspect(&encoded(codec, 12, 5), &Limits::default()).unwrap();
+            let expected = ImageInfo {
+                format,
+                width: 12,
+                height: 5,
+                frames: 1,
+            };
+            assert_eq!(info, expected, "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn exif_orientation_6_swaps_dimensions_and_rotates() {
+        let plain = encoded(image::ImageFormat::Jpeg, 16, 8);
+        let rotated = with_exif_orientation(&plain, 6);
+        let info = inspect(&rotated, &Limits::default()).unwrap();
+        assert_eq!((info.width, info.height), (8, 16));
+        let upright = decode(&plain, &Limits::default()).unwrap().image;
+        let turned = decode(&rotated, &Limits::default()).unwrap().image;
+        // Orientation 6 = rotate 90 clockwise to display: top-left ends at top-right.
+        assert_eq!(turned, image::imageops::rotate90(&upright));
+    }
+
+    #[test]
+    fn gif_frames_are_counted_and_limited() {
+        let bytes = gif(3);
+        assert_eq!(inspect(&bytes, &Limits::default()).unwrap().frames, 3);
+        let limits = Limits {
+            max_frames: 2,
+            ..Limits::default()
+        };
+        assert_eq!(
+            inspect(&bytes, &limits).unwrap_err().code(),
+            "image_too_large"
+        );
+    }
+
+    #[test]
+    fn oversized_headers_are_refused_before_decoding() {
+        let png = encoded(image::ImageFormat::Png, 100, 100);
+        let limits = Limits {
+            max_pixels: 9_999,
+            ..Limits::default()
+        };
+        let err = inspect(&png, &limits).unwrap_err();
+        assert_eq!(err.code(), "image_too_large");
+        assert!(err.to_string().contains("100x100"), "{err}");
+        // A PNG header claiming 100000x100000 with a wrong CRC is still refused for its size.
+        let mut lying_png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR".to_vec();
+        lying_png.extend_from_slice(&[
+            0, 1, 0x86, 0xA0, 0, 1, 0x86, 0xA0, 8, 2, 0, 0, 0, 0, 0, 0, 0,
+        ]);
+        assert_eq!(
+            inspect(&lying_png, &Limits::default()).unwrap_err().code(),
+            "image_too_large"
+        );
+        // A GIF whose screen descriptor claims 65535x65535 pixels.
+        let mut lying = gif(1);
+        lying[6..10].copy_from_slice(&[0xFF; 4]);
+        assert_eq!(
+            inspect(&lying, &Limits::default()).unwrap_err().code(),
+            "image_too_large"
+        );
+    }
+
+    #[test]
+    fn junk_truncated_and_mislabelled_files_are_rejected_cleanly() {
+        let limits = Limits::default();
+        assert_eq!(
+            inspect(b"just some text", &limits).unwrap_err().code(),
+            "unsupported_format"
+        );
+        let avif = b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf";
+        let err = inspect(avif, &limits).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("AVIF decoding is not supported yet"));
+        // PNG body behind a JPEG signature.
+        let mut mislabelled = vec![0xFF, 0xD8, 0xFF];
+        mislabelled.extend(encoded(image::ImageFormat::Png, 8, 8));
+        assert_eq!(
+            inspect(&mislabelled, &limits).unwrap_err().code(),
+            "corrupt_image"
+        );
+        use image::ImageFormat as F;
+        // Decoders tolerate some cuts; a JPEG is refused wherever it is cut.
+        let jpeg = encoded(F::Jpeg, 64, 48);
+        let jpeg = with_exif_orientation(&jpeg, 1);
+        for len in (0..jpeg.len() - 1).step_by(5) {
+            let code = inspect(&jpeg[..len], &limits).unwrap_err().code();
+            assert!(
+                matches!(code, "corrupt_image" | "unsupported_format"),
+                "cut at {len}"
+            );
+        }
+        assert!(inspect(&[jpeg.as_slice(), b"trailing bytes"].concat(), &limits).is_ok());
+        for codec in [F::Png, F::Jpeg, F::WebP, F::Bmp, F::Tiff, F::Gif] {
+            let whole = encoded(codec, 24, 16);
+            for len in (0..whole.len() - 1).step_by(7) {
+                if let Err(e) = inspect(&whole[..len], &limits) {
+                    assert!(
+                        matches!(e.code(), "corrupt_image" | "unsupported_format"),
+                        "{codec:?} cut at {len}: {e}"
+                    );
+                }
+            }
+        }
+    }
+}

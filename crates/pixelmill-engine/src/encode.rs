@@ -1,0 +1,213 @@
+use std::io::Cursor;
+
+use image::codecs::gif::GifEncoder;
+use image::codecs::jpeg::JpegEncoder;
+use image::{DynamicImage, RgbaImage};
+use pixelmill_core::{ImageFormat, OutputFormat, OutputSpec};
+
+use crate::EngineError;
+
+const JPEG_DEFAULT_QUALITY: u8 = 85;
+const WEBP_DEFAULT_QUALITY: u8 = 80;
+/// NeuQuant sampling step: 1 (image's default) is several times slower for no visible gain.
+const GIF_QUANTIZE_SPEED: i32 = 10;
+/// libwebp refuses larger canvases.
+const WEBP_MAX_SIDE: u32 = 16383;
+
+/// Validates an output spec before a job is accepted, so an unencodable request fails fast.
+pub fn check_output(output: &OutputSpec) -> Result<(), String> {
+    if output.format == OutputFormat::Avif {
+        return Err(avif_message());
+    }
+    match output.quality {
+        Some(q) if !(1..=100).contains(&q) => Err(format!(
+            "output quality must be from 1 to 100, got {q}; pick e.g. 80, or leave it out for \
+             the format's default"
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn avif_message() -> String {
+    "AVIF output is not available yet; choose webp, jpeg or png as the output format".into()
+}
+
+/// The concrete format an output spec produces for an input of `input` format.
+pub(crate) fn resolve(
+    output: OutputFormat,
+    input: ImageFormat,
+) -> Result<ImageFormat, EngineError> {
+    Ok(match output {
+        OutputFormat::Jpeg => ImageFormat::Jpeg,
+        OutputFormat::Png => ImageFormat::Png,
+        OutputFormat::Webp => ImageFormat::Webp,
+        OutputFormat::Gif => ImageFormat::Gif,
+        OutputFormat::Original => input,
+        OutputFormat::Avif => return Err(EngineError::Encode(avif_message())),
+    })
+}
+
+/// Encodes 8-bit RGBA. JPEG has no alpha, so transparent areas are flattened onto white.
+/// WebP is lossy at `quality` (default 80) unless quality is 100, which selects lossless.
+pub(crate) fn encode(
+    image: &RgbaImage,
+    format: ImageFormat,
+    quality: Option<u8>,
+) -> Result<Vec<u8>, EngineError> {
+    let failed = |e: &dyn std::fmt::Display| {
+        EngineError::Encode(format!(
+            "encoding the {}x{} result as {} failed ({e}); try another output format",
+            image.width(),
+            image.height(),
+            format.as_str()
+        ))
+    };
+    let mut out = Vec::new();
+    match format {
+        ImageFormat::Jpeg => {
+            let quality = quality.unwrap_or(JPEG_DEFAULT_QUALITY).clamp(1, 100);
+            JpegEncoder::new_with_quality(&mut out, quality)
+                .encode_image(&flatten_on_white(image))
+                .map_err(|e| failed(&e))?;
+        }
+        ImageFormat::Webp => return encode_webp(image, quality),
+        ImageFormat::Gif => {
+            GifEncoder::new_with_speed(&mut out, GIF_QUANTIZE_SPEED)
+                .encode(
+                    image,
+                    image.width(),
+                    image.height(),
+                    image::ExtendedColorType::Rgba8,
+                )
+                .map_err(|e| failed(&e))?;
+        }
+        ImageFormat::Png | ImageFormat::Bmp | ImageFormat::Tiff => {
+            let codec = match format {
+                ImageFormat::Png => image::ImageFormat::Png,
+                ImageFormat::Bmp => image::ImageFormat::Bmp,
+                _ => image::ImageFormat::Tiff,
+            };
+            drop_opaque_alpha(image)
+                .write_to(&mut Cursor::new(&mut out), codec)
+                .map_err(|e| failed(&e))?;
+        }
+        ImageFormat::Avif => return Err(EngineError::Encode(avif_message())),
+    }
+    Ok(out)
+}
+
+fn encode_webp(image: &RgbaImage, quality: Option<u8>) -> Result<Vec<u8>, EngineError> {
+    let (w, h) = image.dimensions();
+    if w > WEBP_MAX_SIDE || h > WEBP_MAX_SIDE {
+        return Err(EngineError::Encode(format!(
+            "WebP images can be at most {WEBP_MAX_SIDE} pixels on a side and the result is \
+             {w}x{h}; resize it smaller or choose png or jpeg"
+        )));
+    }
+    let quality = quality.unwrap_or(WEBP_DEFAULT_QUALITY).clamp(1, 100);
+    let encoded = webp::Encoder::from_rgba(image, w, h)
+        .encode_simple(quality == 100, f32::from(quality))
+        .map_err(|e| {
+            EngineError::Encode(format!(
+                "encoding the {w}x{h} result as webp failed ({e:?}); try png or jpeg"
+            ))
+        })?;
+    Ok(encoded.to_vec())
+}
+
+/// Lossless formats store opaque images as RGB: a quarter smaller and identical pixels.
+fn drop_opaque_alpha(image: &RgbaImage) -> DynamicImage {
+    let rgba = DynamicImage::ImageRgba8(image.clone());
+    if image.pixels().all(|p| p[3] == 255) {
+        DynamicImage::ImageRgb8(rgba.to_rgb8())
+    } else {
+        rgba
+    }
+}
+
+fn flatten_on_white(image: &RgbaImage) -> image::RgbImage {
+    image::RgbImage::from_fn(image.width(), image.height(), |x, y| {
+        let p = image.get_pixel(x, y);
+        let a = u32::from(p[3]);
+        image::Rgb([0, 1, 2].map(|c| ((u32::from(p[c]) * a + 255 * (255 - a) + 127) / 255) as u8))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> RgbaImage {
+        RgbaImage::from_fn(40, 30, |x, y| {
+            image::Rgba([(x * 6) as u8, (y * 8) as u8, 90, 255])
+        })
+    }
+
+    fn decode(bytes: &[u8]) -> RgbaImage {
+        image::load_from_memory(bytes).unwrap().to_rgba8()
+    }
+
+    #[test]
+    fn lossless_formats_round_trip_exactly() {
+        let mut img = sample();
+        img.put_pixel(0, 0, image::Rgba([1, 2, 3, 4]));
+        for format in [ImageFormat::Png, ImageFormat::Tiff, ImageFormat::Bmp] {
+            let bytes = encode(&img, format, None).unwrap();
+            assert_eq!(crate::sniff::sniff(&bytes).unwrap(), format);
+            assert_eq!(decode(&bytes), img, "{format:?}");
+        }
+        let lossless_webp = encode(&img, ImageFormat::Webp, Some(100)).unwrap();
+        assert_eq!(decode(&lossless_webp), img);
+    }
+
+    #[test]
+    fn lossy_formats_stay_close_and_quality_matters() {
+        let img = sample();
+        for format in [ImageFormat::Jpeg, ImageFormat::Webp] {
+            let bytes = encode(&img, format, None).unwrap();
+            assert_eq!(crate::sniff::sniff(&bytes).unwrap(), format);
+            let back = decode(&bytes);
+            let max_err = img
+                .pixels()
+                .zip(back.pixels())
+                .flat_map(|(a, b)| (0..3).map(move |c| a[c].abs_diff(b[c])))
+                .max()
+                .unwrap();
+            assert!(max_err < 40, "{format:?} error {max_err}");
+            let small = encode(&img, format, Some(5)).unwrap();
+            assert!(small.len() < bytes.len(), "{format:?}");
+        }
+        let gif = encode(&img, ImageFormat::Gif, None).unwrap();
+        assert_eq!(decode(&gif).dimensions(), (40, 30));
+    }
+
+    #[test]
+    fn jpeg_flattens_transparency_onto_white() {
+        let img = RgbaImage::from_pixel(16, 16, image::Rgba([0, 0, 0, 0]));
+        let back = decode(&encode(&img, ImageFormat::Jpeg, Some(95)).unwrap());
+        assert!(back
+            .pixels()
+            .all(|p| p[0] > 250 && p[1] > 250 && p[2] > 250));
+    }
+
+    #[test]
+    fn avif_and_bad_quality_are_rejected_up_front() {
+        let spec = |format, quality| OutputSpec { format, quality };
+        assert!(check_output(&spec(OutputFormat::Avif, None))
+            .unwrap_err()
+            .contains("webp"));
+        assert!(check_output(&spec(OutputFormat::Jpeg, Some(0))).is_err());
+        assert!(check_output(&spec(OutputFormat::Webp, Some(101))).is_err());
+        assert!(check_output(&spec(OutputFormat::Original, Some(100))).is_ok());
+        assert_eq!(
+            resolve(OutputFormat::Original, ImageFormat::Bmp).unwrap(),
+            ImageFormat::Bmp
+        );
+        assert_eq!(
+            resolve(OutputFormat::Avif, ImageFormat::Png)
+                .unwrap_err()
+                .code(),
+            "internal"
+        );
+    }
+}

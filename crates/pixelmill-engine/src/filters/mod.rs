@@ -1,0 +1,101 @@
+//! Built-in filters, one per file. Each file exports a `FILTER` definition: its op name, the
+//! typed parameter schema, and a constructor that turns validated arguments into an [`Op`].
+
+use std::fmt::Debug;
+
+use image::RgbaImage;
+
+use crate::params::{Args, ParamError, ParamSpec};
+use crate::EngineError;
+
+mod blur;
+mod brightness;
+mod contrast;
+mod crop;
+mod expr;
+mod flip;
+mod flop;
+mod grayscale;
+mod invert;
+mod resize;
+mod rotate;
+mod sepia;
+mod sharpen;
+
+#[derive(Debug)]
+pub(crate) struct FilterDef {
+    pub op: &'static str,
+    pub description: &'static str,
+    pub params: &'static [ParamSpec],
+    pub build: fn(&Args) -> Result<Box<dyn Op>, ParamError>,
+}
+
+/// A compiled step, ready to run on any image. Ops see 8-bit RGBA with straight alpha.
+pub(crate) trait Op: Send + Sync + Debug {
+    fn apply(&self, image: RgbaImage) -> Result<RgbaImage, EngineError>;
+
+    /// The size `apply` will produce, so limits and costs are known before running.
+    fn output_size(&self, width: u32, height: u32) -> (u32, u32) {
+        (width, height)
+    }
+
+    /// Rough CPU units per output pixel; 1 is one cheap pass over the pixel.
+    fn cost_per_pixel(&self) -> u64 {
+        1
+    }
+}
+
+pub(crate) const BUILTIN: &[FilterDef] = &[
+    resize::FILTER,
+    crop::FILTER,
+    rotate::FILTER,
+    flip::FILTER,
+    flop::FILTER,
+    grayscale::FILTER,
+    sepia::FILTER,
+    invert::FILTER,
+    brightness::FILTER,
+    contrast::FILTER,
+    blur::FILTER,
+    sharpen::FILTER,
+    expr::FILTER,
+];
+
+/// Test helpers shared by the filter tests: build an op from JSON params via the real parser.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::*;
+
+    pub(crate) fn op(def: &FilterDef, params: serde_json::Value) -> Box<dyn Op> {
+        let args = Args::parse(def.op, def.params, params.as_object().unwrap()).unwrap();
+        (def.build)(&args).unwrap()
+    }
+
+    pub(crate) fn build_err(def: &FilterDef, params: serde_json::Value) -> ParamError {
+        let args = Args::parse(def.op, def.params, params.as_object().unwrap());
+        match args {
+            Ok(args) => (def.build)(&args).unwrap_err(),
+            Err(e) => e,
+        }
+    }
+
+    pub(crate) fn steps(v: serde_json::Value) -> Vec<pixelmill_core::PipelineStep> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    pub(crate) fn pipeline(v: serde_json::Value) -> crate::Pipeline {
+        crate::Registry::builtin().compile(&steps(v)).unwrap()
+    }
+
+    /// A deterministic image where every pixel differs, alpha included.
+    pub(crate) fn pattern(width: u32, height: u32) -> RgbaImage {
+        RgbaImage::from_fn(width, height, |x, y| {
+            image::Rgba([
+                (x * 37 + y * 11) as u8,
+                (x * 5 + y * 71) as u8,
+                (x * y + 3) as u8,
+                (200 + x + y) as u8,
+            ])
+        })
+    }
+}

@@ -1,0 +1,335 @@
+//! The typed parameter schema every filter declares, and the one parser that validates a step's
+//! raw JSON parameters against it (so no filter hand-parses JSON).
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    Integer { min: i64, max: i64 },
+    Number { min: f64, max: f64 },
+    Text { max_len: usize },
+    Enum(&'static [&'static str]),
+}
+
+/// Whether a parameter must be given, may be left out, or falls back to a default.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Presence {
+    Required,
+    Optional,
+    DefaultNum(f64),
+    DefaultStr(&'static str),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ParamSpec {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub presence: Presence,
+    pub description: &'static str,
+}
+
+/// A parameter as published by `GET /v1/filters`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParamSchema {
+    pub name: &'static str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub required: bool,
+    pub default: Option<Value>,
+    pub min: Option<Value>,
+    pub max: Option<Value>,
+    pub values: Option<Vec<&'static str>>,
+    pub description: &'static str,
+}
+
+impl ParamSpec {
+    pub(crate) fn schema(&self) -> ParamSchema {
+        let (kind, min, max, values) = match self.kind {
+            Kind::Integer { min, max } => ("integer", Some(min.into()), Some(max.into()), None),
+            Kind::Number { min, max } => ("number", Some(min.into()), Some(max.into()), None),
+            Kind::Text { max_len } => ("string", None, Some(max_len.into()), None),
+            Kind::Enum(values) => ("enum", None, None, Some(values.to_vec())),
+        };
+        ParamSchema {
+            name: self.name,
+            kind,
+            required: matches!(self.presence, Presence::Required),
+            default: self.default(),
+            min,
+            max,
+            values,
+            description: self.description,
+        }
+    }
+
+    fn default(&self) -> Option<Value> {
+        match self.presence {
+            Presence::Required | Presence::Optional => None,
+            Presence::DefaultNum(v) => Some(v.into()),
+            Presence::DefaultStr(v) => Some(v.into()),
+        }
+    }
+
+    fn expectation(&self) -> String {
+        match self.kind {
+            Kind::Integer { min, max } => format!("an integer from {min} to {max}"),
+            Kind::Number { min, max } => format!("a number from {min} to {max}"),
+            Kind::Text { max_len } => format!("a string of at most {max_len} characters"),
+            Kind::Enum(values) => format!("one of {}", values.join(", ")),
+        }
+    }
+
+    fn parse(&self, raw: &Value) -> Result<Arg, ParamError> {
+        let invalid = || {
+            ParamError::param(
+                self.name,
+                format!(
+                    "parameter `{}` must be {}, got {raw}",
+                    self.name,
+                    self.expectation()
+                ),
+            )
+        };
+        match self.kind {
+            Kind::Integer { min, max } => {
+                // Accept 90.0 as well as 90: JSON clients often cannot tell them apart.
+                let v = raw
+                    .as_i64()
+                    .or_else(|| raw.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+                    .filter(|v| (min..=max).contains(v))
+                    .ok_or_else(invalid)?;
+                Ok(Arg::Int(v))
+            }
+            Kind::Number { min, max } => {
+                let v = raw
+                    .as_f64()
+                    .filter(|v| (min..=max).contains(v))
+                    .ok_or_else(invalid)?;
+                Ok(Arg::Num(v))
+            }
+            Kind::Text { max_len } => {
+                let v = raw
+                    .as_str()
+                    .filter(|s| s.chars().count() <= max_len)
+                    .ok_or_else(invalid)?;
+                Ok(Arg::Str(v.to_owned()))
+            }
+            Kind::Enum(values) => {
+                let v = raw
+                    .as_str()
+                    .filter(|s| values.contains(s))
+                    .ok_or_else(invalid)?;
+                Ok(Arg::Str(v.to_owned()))
+            }
+        }
+    }
+}
+
+/// A rejected parameter (or combination, when `param` is `None`); the registry adds the step.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ParamError {
+    pub param: Option<String>,
+    pub message: String,
+}
+
+impl ParamError {
+    pub(crate) fn param(name: &str, message: String) -> Self {
+        Self {
+            param: Some(name.to_owned()),
+            message,
+        }
+    }
+
+    pub(crate) fn step(message: String) -> Self {
+        Self {
+            param: None,
+            message,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Arg {
+    Int(i64),
+    Num(f64),
+    Str(String),
+}
+
+/// Validated parameters with defaults filled in. Getters panic only if a filter asks for a name
+/// its own schema does not declare with that type, which the per-filter tests exercise.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Args {
+    values: HashMap<&'static str, Arg>,
+}
+
+impl Args {
+    pub(crate) fn parse(
+        op: &str,
+        specs: &[ParamSpec],
+        raw: &Map<String, Value>,
+    ) -> Result<Self, ParamError> {
+        if let Some(unknown) = raw.keys().find(|k| !specs.iter().any(|s| s.name == *k)) {
+            let accepted: Vec<&str> = specs.iter().map(|s| s.name).collect();
+            let hint = if accepted.is_empty() {
+                format!("{op} takes no parameters; remove it")
+            } else {
+                format!("{op} accepts: {}", accepted.join(", "))
+            };
+            return Err(ParamError::param(
+                unknown,
+                format!("unknown parameter `{unknown}`; {hint}"),
+            ));
+        }
+        let mut values = HashMap::new();
+        for spec in specs {
+            let arg = match (raw.get(spec.name), spec.presence) {
+                (Some(v), _) => spec.parse(v)?,
+                (None, Presence::Required) => {
+                    return Err(ParamError::param(
+                        spec.name,
+                        format!(
+                            "missing required parameter `{}`; add it as {}",
+                            spec.name,
+                            spec.expectation()
+                        ),
+                    ))
+                }
+                (None, Presence::Optional) => continue,
+                (None, Presence::DefaultNum(v)) => Arg::Num(v),
+                (None, Presence::DefaultStr(v)) => Arg::Str(v.to_owned()),
+            };
+            values.insert(spec.name, arg);
+        }
+        Ok(Self { values })
+    }
+
+    pub(crate) fn opt_int(&self, name: &str) -> Option<i64> {
+        match self.values.get(name)? {
+            Arg::Int(v) => Some(*v),
+            other => panic!("parameter `{name}` is {other:?}, not an integer"),
+        }
+    }
+
+    pub(crate) fn int(&self, name: &str) -> i64 {
+        self.opt_int(name)
+            .unwrap_or_else(|| panic!("parameter `{name}` missing"))
+    }
+
+    pub(crate) fn num(&self, name: &str) -> f64 {
+        match self.values.get(name) {
+            Some(Arg::Num(v)) => *v,
+            other => panic!("parameter `{name}` is {other:?}, not a number"),
+        }
+    }
+
+    pub(crate) fn str(&self, name: &str) -> &str {
+        match self.values.get(name) {
+            Some(Arg::Str(v)) => v,
+            other => panic!("parameter `{name}` is {other:?}, not a string"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SPECS: &[ParamSpec] = &[
+        ParamSpec {
+            name: "n",
+            kind: Kind::Integer { min: 1, max: 10 },
+            presence: Presence::Required,
+            description: "",
+        },
+        ParamSpec {
+            name: "x",
+            kind: Kind::Number {
+                min: -1.0,
+                max: 1.0,
+            },
+            presence: Presence::DefaultNum(0.5),
+            description: "",
+        },
+        ParamSpec {
+            name: "mode",
+            kind: Kind::Enum(&["a", "b"]),
+            presence: Presence::DefaultStr("a"),
+            description: "",
+        },
+        ParamSpec {
+            name: "s",
+            kind: Kind::Text { max_len: 3 },
+            presence: Presence::Optional,
+            description: "",
+        },
+    ];
+
+    fn parse(v: Value) -> Result<Args, ParamError> {
+        Args::parse("t", SPECS, v.as_object().unwrap())
+    }
+
+    #[test]
+    fn fills_defaults_and_accepts_integral_floats() {
+        let args = parse(json!({"n": 3.0})).unwrap();
+        assert_eq!(args.int("n"), 3);
+        assert_eq!(args.num("x"), 0.5);
+        assert_eq!(args.str("mode"), "a");
+        assert!(!args.values.contains_key("s"));
+    }
+
+    #[test]
+    fn rejects_out_of_range_wrong_type_and_unknown() {
+        let cases = [
+            (
+                json!({"n": -5}),
+                "n",
+                "parameter `n` must be an integer from 1 to 10, got -5",
+            ),
+            (
+                json!({"n": 2.5}),
+                "n",
+                "parameter `n` must be an integer from 1 to 10, got 2.5",
+            ),
+            (
+                json!({"n": 1, "x": "big"}),
+                "x",
+                "must be a number from -1 to 1, got \"big\"",
+            ),
+            (
+                json!({"n": 1, "mode": "c"}),
+                "mode",
+                "must be one of a, b, got \"c\"",
+            ),
+            (
+                json!({"n": 1, "s": "long"}),
+                "s",
+                "a string of at most 3 characters",
+            ),
+            (json!({}), "n", "missing required parameter `n`"),
+            (
+                json!({"n": 1, "nn": 2}),
+                "nn",
+                "unknown parameter `nn`; t accepts: n, x, mode, s",
+            ),
+        ];
+        for (raw, param, message) in cases {
+            let err = parse(raw.clone()).unwrap_err();
+            assert_eq!(err.param.as_deref(), Some(param), "{raw}");
+            assert!(err.message.contains(message), "{raw}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn schema_lists_type_range_and_default() {
+        let schema = serde_json::to_value(SPECS[1].schema()).unwrap();
+        assert_eq!(schema["type"], "number");
+        assert_eq!(schema["required"], false);
+        assert_eq!(schema["default"], 0.5);
+        assert_eq!(schema["min"], -1.0);
+        assert_eq!(SPECS[2].schema().values, Some(vec!["a", "b"]));
+    }
+}

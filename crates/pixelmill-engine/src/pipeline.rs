@@ -1,0 +1,98 @@
+use std::time::{Duration, Instant};
+
+use image::RgbaImage;
+
+use crate::decode::check_pixels;
+use crate::filters::Op;
+use crate::{EngineError, Limits};
+
+/// Decoding, like encoding, is costed as a few cheap passes per pixel.
+const CODEC_COST_PER_PIXEL: u64 = 3;
+
+#[derive(Debug)]
+pub(crate) struct Step {
+    pub name: &'static str,
+    pub op: Box<dyn Op>,
+}
+
+/// A validated, compiled list of steps, built by [`crate::Registry::compile`].
+#[derive(Debug)]
+pub struct Pipeline {
+    steps: Vec<Step>,
+}
+
+impl Pipeline {
+    pub(crate) fn new(steps: Vec<Step>) -> Self {
+        Self { steps }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Rough CPU units (about one cheap per-pixel pass each) for decoding a `width`×`height`
+    /// image, running every step at the size it will see, and encoding the result.
+    pub fn estimate_cost(&self, width: u32, height: u32) -> u64 {
+        let pixels = |(w, h): (u32, u32)| u64::from(w) * u64::from(h);
+        let mut size = (width.max(1), height.max(1));
+        let mut cost = pixels(size) * CODEC_COST_PER_PIXEL;
+        for step in &self.steps {
+            size = step.op.output_size(size.0, size.1);
+            cost = cost.saturating_add(pixels(size).saturating_mul(step.op.cost_per_pixel()));
+        }
+        cost.saturating_add(pixels(size) * CODEC_COST_PER_PIXEL)
+    }
+
+    /// Runs the steps in order, refusing any step whose output would exceed `limits`.
+    pub(crate) fn run(
+        &self,
+        mut image: RgbaImage,
+        limits: &Limits,
+        timings: &mut Vec<(&'static str, Duration)>,
+    ) -> Result<RgbaImage, EngineError> {
+        for step in &self.steps {
+            let (w, h) = step.op.output_size(image.width(), image.height());
+            check_pixels(w, h, limits)?;
+            let started = Instant::now();
+            image = step.op.apply(image)?;
+            timings.push((step.name, started.elapsed()));
+        }
+        Ok(image)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::filters::testutil::pipeline as compile;
+    use serde_json::json;
+
+    #[test]
+    fn cost_grows_with_pixels_and_work() {
+        let light = compile(json!([{"op": "flip"}]));
+        let heavy = compile(json!([{"op": "flip"}, {"op": "blur", "sigma": 10}]));
+        assert!(light.estimate_cost(1000, 1000) > light.estimate_cost(100, 100));
+        assert!(heavy.estimate_cost(1000, 1000) > 10 * light.estimate_cost(1000, 1000));
+        // Downscaling first makes the blur cheaper than blurring at full size.
+        let small_blur =
+            compile(json!([{"op": "resize", "width": 100}, {"op": "blur", "sigma": 10}]));
+        assert!(small_blur.estimate_cost(1000, 1000) < heavy.estimate_cost(1000, 1000));
+    }
+
+    #[test]
+    fn upscale_beyond_limits_is_refused_before_allocating() {
+        let pipeline =
+            compile(json!([{"op": "resize", "width": 16384, "height": 16384, "fit": "fill"}]));
+        let limits = crate::Limits {
+            max_pixels: 1_000_000,
+            max_frames: 1,
+        };
+        let err = pipeline
+            .run(image::RgbaImage::new(10, 10), &limits, &mut Vec::new())
+            .unwrap_err();
+        assert_eq!(err.code(), "image_too_large");
+    }
+}

@@ -1,0 +1,166 @@
+use pixelmill_core::PipelineStep;
+use serde::Serialize;
+
+use crate::filters::{FilterDef, BUILTIN};
+use crate::params::{Args, ParamSchema};
+use crate::pipeline::{Pipeline, Step};
+use crate::PipelineError;
+
+/// A filter as published by `GET /v1/filters`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FilterSchema {
+    pub op: &'static str,
+    pub description: &'static str,
+    pub params: Vec<ParamSchema>,
+}
+
+/// The set of filters a pipeline may use. Immutable, so it is shared across threads freely.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    filters: &'static [FilterDef],
+}
+
+impl Registry {
+    pub fn builtin() -> Registry {
+        Registry { filters: BUILTIN }
+    }
+
+    pub fn filters(&self) -> Vec<FilterSchema> {
+        self.filters
+            .iter()
+            .map(|f| FilterSchema {
+                op: f.op,
+                description: f.description,
+                params: f.params.iter().map(|p| p.schema()).collect(),
+            })
+            .collect()
+    }
+
+    /// Validates every step against its filter's schema and builds the runnable pipeline; the
+    /// first bad step is reported with its 0-based index, op and parameter.
+    pub fn compile(&self, steps: &[PipelineStep]) -> Result<Pipeline, PipelineError> {
+        let compiled = steps
+            .iter()
+            .enumerate()
+            .map(|(index, step)| {
+                let fail = |param: Option<String>, message: String| PipelineError {
+                    step: index,
+                    op: step.op.clone(),
+                    param,
+                    message,
+                };
+                let def = self
+                    .filters
+                    .iter()
+                    .find(|f| f.op == step.op)
+                    .ok_or_else(|| {
+                        let ops: Vec<&str> = self.filters.iter().map(|f| f.op).collect();
+                        fail(
+                            None,
+                            format!(
+                                "unknown operation `{}`; use one of: {}",
+                                step.op,
+                                ops.join(", ")
+                            ),
+                        )
+                    })?;
+                let op = Args::parse(def.op, def.params, &step.params)
+                    .and_then(|args| (def.build)(&args))
+                    .map_err(|e| fail(e.param, e.message))?;
+                Ok(Step { name: def.op, op })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Pipeline::new(compiled))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filters::testutil::steps;
+    use serde_json::json;
+
+    #[test]
+    fn schema_lists_every_filter_with_typed_params() {
+        let schema = serde_json::to_value(Registry::builtin().filters()).unwrap();
+        let ops: Vec<&str> = schema
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["op"].as_str().unwrap())
+            .collect();
+        for op in [
+            "resize",
+            "crop",
+            "rotate",
+            "flip",
+            "flop",
+            "grayscale",
+            "sepia",
+            "invert",
+        ] {
+            assert!(ops.contains(&op), "{op} missing from {ops:?}");
+        }
+        for op in ["brightness", "contrast", "blur", "sharpen", "expr"] {
+            assert!(ops.contains(&op), "{op} missing from {ops:?}");
+        }
+        let resize = &schema[0];
+        assert_eq!(resize["params"][0]["name"], "width");
+        assert_eq!(resize["params"][0]["type"], "integer");
+        assert_eq!(resize["params"][0]["max"], 16384);
+        assert_eq!(
+            resize["params"][2]["values"],
+            json!(["contain", "cover", "fill"])
+        );
+        assert_eq!(resize["params"][2]["default"], "contain");
+    }
+
+    #[test]
+    fn errors_name_step_op_and_param() {
+        let registry = Registry::builtin();
+        let err = registry
+            .compile(&steps(
+                json!([{"op": "flip"}, {"op": "resize", "width": -5}]),
+            ))
+            .unwrap_err();
+        assert_eq!(
+            (err.step, err.op.as_str(), err.param.as_deref()),
+            (1, "resize", Some("width"))
+        );
+        assert_eq!(
+            err.to_string(),
+            "step 1 (resize): parameter `width` must be an integer from 1 to 16384, got -5"
+        );
+
+        let err = registry
+            .compile(&steps(json!([{"op": "blurr", "sigma": 1}])))
+            .unwrap_err();
+        assert_eq!((err.step, err.param.clone()), (0, None));
+        assert!(err
+            .message
+            .contains("unknown operation `blurr`; use one of: resize"));
+
+        let err = registry
+            .compile(&steps(
+                json!([{"op": "grayscale"}, {"op": "invert"}, {"op": "blur", "sgma": 1}]),
+            ))
+            .unwrap_err();
+        assert_eq!((err.step, err.param.as_deref()), (2, Some("sgma")));
+        assert!(
+            err.message.contains("blur accepts: sigma"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn compiles_a_valid_pipeline() {
+        let pipeline = Registry::builtin()
+            .compile(&steps(
+                json!([{"op": "resize", "width": 10}, {"op": "sepia"}]),
+            ))
+            .unwrap();
+        assert!(!pipeline.is_empty());
+        assert!(Registry::builtin().compile(&[]).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,105 @@
+//! Node configuration: one serde struct, every field documented with its default. The binary
+//! fills it from flags and `PIXELMILL_*` environment variables.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP API listens on. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Where the embedded stores, the scheduler's raft log and the blobs live. Default `./pixelmill-data`.
+    pub data_dir: PathBuf,
+    /// Base of URLs handed to clients (download links, status URLs). Default `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Metadata backend: `embedded` (redb file under the data dir). Default `embedded`.
+    pub meta: String,
+    /// Blob backend: `file://<path>`; empty means `<data_dir>/blobs`. Default empty.
+    pub blob: String,
+    /// HMAC secret for webhook signatures. Default: generated once and kept in `<data_dir>/webhook-secret`.
+    #[serde(skip_serializing)]
+    pub webhook_secret: Option<String>,
+    /// Lifetime of download links. Default 90 days.
+    #[serde(with = "duration_text")]
+    pub link_ttl: Duration,
+    /// Largest accepted upload, in bytes. Default 50 MiB.
+    pub max_body_bytes: u64,
+    /// Largest accepted image, in pixels (width × height, per frame), checked from the header before
+    /// decoding. Default 50 000 000.
+    pub max_pixels: u64,
+    /// Most frames accepted in an animated image. Default 1000.
+    pub max_frames: u32,
+    /// Concurrent jobs on this node. Default: the number of CPUs. 0 makes an API-only node.
+    pub workers: usize,
+    /// Queued jobs beyond which new jobs get 503 `overloaded`. Default 10 000.
+    pub queue_bound: usize,
+    /// How long a worker holds a job without renewing before the job is handed to another. Default 30 s.
+    #[serde(with = "duration_text")]
+    pub lease_ttl: Duration,
+    /// Attempts before a job is dead-lettered and marked failed. Default 5.
+    pub max_attempts: u32,
+    /// How long an expired link keeps answering 410 Gone before the sweeper removes it (and its
+    /// output, once no other link refers to it). Default 7 days.
+    #[serde(with = "duration_text")]
+    pub expired_link_grace: Duration,
+    /// How often expired links and unreferenced outputs are removed. Default 60 s.
+    #[serde(with = "duration_text")]
+    pub sweep_interval: Duration,
+    /// How long a webhook keeps being retried. Default 25 h (the contract asks for at least 24 h).
+    #[serde(with = "duration_text")]
+    pub webhook_retry_window: Duration,
+    /// This node's id in the scheduler's raft group. Default 1.
+    pub node_id: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./pixelmill-data"),
+            public_url: None,
+            meta: "embedded".to_owned(),
+            blob: String::new(),
+            webhook_secret: None,
+            link_ttl: Duration::from_secs(90 * 86_400),
+            max_body_bytes: 50 * 1024 * 1024,
+            max_pixels: 50_000_000,
+            max_frames: 1000,
+            workers: cpus,
+            queue_bound: 10_000,
+            lease_ttl: Duration::from_secs(30),
+            max_attempts: 5,
+            expired_link_grace: Duration::from_secs(7 * 86_400),
+            sweep_interval: Duration::from_secs(60),
+            webhook_retry_window: Duration::from_secs(25 * 3600),
+            node_id: 1,
+        }
+    }
+}
+
+impl Config {
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+    }
+}
+
+/// Durations as human text (`"90d"`, `"30s"`) in config files.
+mod duration_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        pixelmill_core::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}

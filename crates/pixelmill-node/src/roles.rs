@@ -1,0 +1,129 @@
+//! The node's periodic roles: the scheduler's housekeeping, webhook delivery and the sweeper.
+
+use crate::looping::{LoopTask, Pace};
+use crate::metrics::NodeMetrics;
+use crate::runner::{settle_reclaimed, JobExecutor};
+use async_trait::async_trait;
+use pixelmill_blob::BlobStore;
+use pixelmill_core::now_ms;
+use pixelmill_meta::MetaStore;
+use pixelmill_notify::WebhookDelivery;
+use pixelmill_sched::Scheduler;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Returns expired leases to the queue and publishes queue gauges.
+pub struct SchedulerTicker {
+    pub sched: Scheduler,
+    pub executor: Arc<dyn JobExecutor>,
+    pub metrics: NodeMetrics,
+}
+
+#[async_trait]
+impl LoopTask for SchedulerTicker {
+    async fn turn(&self) -> Result<Pace, String> {
+        let expired = self
+            .sched
+            .expire_leases()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !expired.is_empty() {
+            tracing::info!(
+                jobs = expired.len(),
+                "leases expired; jobs returned to the queue"
+            );
+        }
+        self.metrics.leases_returned(expired.len());
+        settle_reclaimed(&*self.executor, &expired).await;
+        self.metrics.record_queue(&self.sched.stats());
+        Ok(Pace::Idle)
+    }
+
+    fn idle_wait(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+}
+
+/// Delivers due webhooks from the outbox.
+pub struct Notifier {
+    pub meta: Arc<dyn MetaStore>,
+    pub delivery: WebhookDelivery,
+    pub outbox_written: Arc<Notify>,
+}
+
+const NOTIFY_BATCH: usize = 64;
+
+#[async_trait]
+impl LoopTask for Notifier {
+    async fn turn(&self) -> Result<Pace, String> {
+        let report = self
+            .delivery
+            .deliver_due(&*self.meta, now_ms(), NOTIFY_BATCH)
+            .await;
+        let handled = report.delivered + report.retried + report.gave_up;
+        Ok(if handled >= NOTIFY_BATCH {
+            Pace::Busy
+        } else {
+            Pace::Idle
+        })
+    }
+
+    fn idle_wait(&self) -> Duration {
+        Duration::from_millis(500)
+    }
+
+    fn wake(&self) -> Option<Arc<Notify>> {
+        Some(self.outbox_written.clone())
+    }
+}
+
+/// Removes links that expired more than `grace` ago (until then they answer 410 Gone), then the
+/// outputs no link points at any more.
+pub struct Sweeper {
+    pub meta: Arc<dyn MetaStore>,
+    pub blob: Arc<dyn BlobStore>,
+    pub interval: Duration,
+    pub grace: Duration,
+}
+
+const SWEEP_BATCH: usize = 256;
+
+#[async_trait]
+impl LoopTask for Sweeper {
+    async fn turn(&self) -> Result<Pace, String> {
+        let cutoff = now_ms() - self.grace.as_millis() as i64;
+        let expired = self
+            .meta
+            .expired_links(cutoff, SWEEP_BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
+        for link in &expired {
+            self.meta
+                .delete_link(&link.token)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !self
+                .meta
+                .blob_has_links(&link.blob_key)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                self.blob
+                    .delete(&link.blob_key)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::debug!(blob = %link.blob_key, "removed an output no link refers to");
+            }
+        }
+        Ok(if expired.len() == SWEEP_BATCH {
+            Pace::Busy
+        } else {
+            Pace::Idle
+        })
+    }
+
+    fn idle_wait(&self) -> Duration {
+        self.interval
+    }
+}

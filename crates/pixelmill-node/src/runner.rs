@@ -1,0 +1,278 @@
+//! What a worker does with a leased job. Every step is safe to repeat: the output key is a content
+//! address, the link and the notification event are reused, so a job re-run after a crash or an
+//! expired lease converges on the same result.
+
+use crate::metrics::NodeMetrics;
+use async_trait::async_trait;
+use pixelmill_blob::BlobStore;
+use pixelmill_core::{
+    now_ms, sha256_hex, BlobKey, JobId, JobOutput, JobRecord, JobStatus, LinkRecord, LinkToken,
+    TenantId,
+};
+use pixelmill_engine::{Limits, Registry};
+use pixelmill_meta::MetaStore;
+use pixelmill_notify::{JobEvent, JobEvents};
+use pixelmill_sched::{FailOutcome, Lease, Reclaimed};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Why a job attempt failed, and whether another attempt could succeed.
+#[derive(Debug)]
+pub struct JobFailure {
+    pub retryable: bool,
+    pub error: String,
+}
+
+impl JobFailure {
+    pub fn final_(error: impl Into<String>) -> Self {
+        Self {
+            retryable: false,
+            error: error.into(),
+        }
+    }
+
+    pub fn transient(error: impl Into<String>) -> Self {
+        Self {
+            retryable: true,
+            error: error.into(),
+        }
+    }
+}
+
+/// The worker's view of job execution; the seam lets tests wrap the real runner (e.g. to make a
+/// worker actor panic mid-job and check that supervision recovers the job).
+#[async_trait]
+pub trait JobExecutor: Send + Sync + 'static {
+    async fn execute(&self, lease: &Lease) -> Result<(), JobFailure>;
+    /// Records a failed attempt of `job`; `dead` when no attempt is left (the job is now `failed`).
+    async fn record_failure(&self, job: &JobRef, failure: &JobFailure, dead: bool);
+}
+
+/// Which job, and which attempt of it, a failure is about.
+#[derive(Clone, Debug)]
+pub struct JobRef {
+    pub tenant: TenantId,
+    pub job: JobId,
+    pub attempt: u32,
+}
+
+impl From<&Lease> for JobRef {
+    fn from(lease: &Lease) -> Self {
+        Self {
+            tenant: lease.tenant.clone(),
+            job: lease.job.clone(),
+            attempt: lease.attempt,
+        }
+    }
+}
+
+pub struct JobRunner {
+    pub meta: Arc<dyn MetaStore>,
+    pub blob: Arc<dyn BlobStore>,
+    pub registry: Arc<Registry>,
+    pub events: JobEvents,
+    pub limits: Limits,
+    pub link_ttl: Duration,
+    pub public_url: String,
+    pub webhook_retry_window: Duration,
+    pub metrics: NodeMetrics,
+    /// Woken when an outbox event is written so the notifier delivers it at once.
+    pub outbox_written: Arc<Notify>,
+}
+
+#[async_trait]
+impl JobExecutor for JobRunner {
+    async fn execute(&self, lease: &Lease) -> Result<(), JobFailure> {
+        let started = std::time::Instant::now();
+        let Some(mut job) = self.load(&lease.into()).await? else {
+            return Err(JobFailure::final_("the job record is missing"));
+        };
+        if job.status.is_final() {
+            return Ok(()); // finished by an earlier attempt whose completion was not acknowledged
+        }
+        job.status = JobStatus::Running;
+        job.started_at = Some(now_ms());
+        job.attempts = lease.attempt;
+        self.save(&job).await?;
+        let result = self.render(&mut job).await;
+        self.metrics.observe_job(
+            if result.is_ok() {
+                "succeeded"
+            } else {
+                "failed_attempt"
+            },
+            started.elapsed(),
+        );
+        result
+    }
+
+    async fn record_failure(&self, which: &JobRef, failure: &JobFailure, dead: bool) {
+        let Ok(Some(mut job)) = self.load(which).await else {
+            return;
+        };
+        if job.status.is_final() {
+            return;
+        }
+        job.error = Some(failure.error.clone());
+        job.attempts = which.attempt;
+        if dead {
+            job.status = JobStatus::Failed;
+            job.finished_at = Some(now_ms());
+            self.metrics.observe_job("failed", Duration::ZERO);
+            if let Err(err) = self.notify_outcome(&job).await {
+                tracing::warn!(job = %job.id, error = %err.error, "could not queue the failure notification");
+            }
+        } else {
+            job.status = JobStatus::Queued;
+        }
+        if let Err(err) = self.save(&job).await {
+            tracing::warn!(job = %job.id, error = %err.error, "could not record the failed attempt");
+        }
+    }
+}
+
+impl JobRunner {
+    async fn load(&self, which: &JobRef) -> Result<Option<JobRecord>, JobFailure> {
+        self.meta
+            .get_job(&which.tenant, &which.job)
+            .await
+            .map_err(|e| JobFailure::transient(format!("reading the job failed: {e}")))
+    }
+
+    async fn save(&self, job: &JobRecord) -> Result<(), JobFailure> {
+        self.meta
+            .put_job(job)
+            .await
+            .map_err(|e| JobFailure::transient(format!("saving the job failed: {e}")))?;
+        self.events.publish(JobEvent {
+            job_id: job.id.clone(),
+            status: job.status,
+            at: now_ms(),
+        });
+        Ok(())
+    }
+
+    async fn render(&self, job: &mut JobRecord) -> Result<(), JobFailure> {
+        let image = self
+            .meta
+            .get_image(&job.tenant, &job.image_id)
+            .await
+            .map_err(|e| JobFailure::transient(format!("reading the image failed: {e}")))?
+            .ok_or_else(|| {
+                JobFailure::final_(format!("image {} no longer exists", job.image_id))
+            })?;
+        let input = self
+            .blob
+            .get(&image.blob_key)
+            .await
+            .map_err(|e| JobFailure {
+                retryable: e.is_retryable(),
+                error: format!("reading the original failed: {e}"),
+            })?;
+        let pipeline = self
+            .registry
+            .compile(&job.spec.pipeline)
+            .map_err(|e| JobFailure::final_(e.to_string()))?;
+        let output_spec = job.spec.output.clone();
+        let limits = self.limits;
+        let rendered = tokio::task::spawn_blocking(move || {
+            pixelmill_engine::process(&input, &pipeline, &output_spec, &limits)
+        })
+        .await
+        .map_err(|e| JobFailure::final_(format!("the engine crashed on this image: {e}")))?
+        .map_err(|e| JobFailure::final_(e.to_string()))?;
+        for (op, took) in &rendered.op_timings {
+            self.metrics.observe_op(op, *took);
+        }
+
+        let address =
+            sha256_hex(format!("{}\n{}", image.sha256, job.spec.canonical_work()).as_bytes());
+        let blob_key = BlobKey::output(&address);
+        let now = now_ms();
+        let expires_at = now + self.link_ttl.as_millis() as i64;
+        let link = LinkRecord {
+            token: job.link.clone().unwrap_or_else(LinkToken::generate),
+            tenant: job.tenant.clone(),
+            job_id: job.id.clone(),
+            blob_key: blob_key.clone(),
+            content_type: rendered.format.mime().to_owned(),
+            bytes: rendered.bytes.len() as u64,
+            created_at: now,
+            expires_at,
+        };
+        // The link goes in before the blob, so the sweeper never sees this blob unreferenced.
+        self.meta
+            .put_link(&link)
+            .await
+            .map_err(|e| JobFailure::transient(format!("saving the link failed: {e}")))?;
+        self.blob
+            .put(&blob_key, bytes::Bytes::from(rendered.bytes))
+            .await
+            .map_err(|e| JobFailure {
+                retryable: e.is_retryable(),
+                error: format!("storing the output failed: {e}"),
+            })?;
+
+        job.status = JobStatus::Succeeded;
+        job.finished_at = Some(now_ms());
+        job.output = Some(JobOutput {
+            format: rendered.format,
+            width: rendered.width,
+            height: rendered.height,
+            bytes: link.bytes,
+            blob_key,
+            content_type: link.content_type.clone(),
+        });
+        job.link = Some(link.token.clone());
+        job.expires_at = Some(expires_at);
+        job.error = None;
+        // Outbox before the final status: if we crash in between, the re-run rewrites the same event.
+        self.notify_outcome(job).await?;
+        self.save(job).await
+    }
+
+    async fn notify_outcome(&self, job: &JobRecord) -> Result<(), JobFailure> {
+        let url = job
+            .link
+            .as_ref()
+            .filter(|_| job.status == JobStatus::Succeeded)
+            .map(|t| format!("{}/d/{t}", self.public_url.trim_end_matches('/')));
+        let Some(event) = pixelmill_notify::outbox_event(
+            job,
+            url.as_deref(),
+            now_ms(),
+            self.webhook_retry_window,
+        ) else {
+            return Ok(());
+        };
+        self.meta
+            .put_outbox(&event)
+            .await
+            .map_err(|e| JobFailure::transient(format!("queueing the notification failed: {e}")))?;
+        self.outbox_written.notify_one();
+        Ok(())
+    }
+}
+
+/// Records what became of jobs whose leases were taken back (expired, or held by a worker or node
+/// that is gone): back in the queue, or out of attempts and failed.
+pub async fn settle_reclaimed(executor: &dyn JobExecutor, reclaimed: &[Reclaimed]) {
+    for r in reclaimed {
+        let dead = match r.outcome {
+            FailOutcome::DeadLettered => true,
+            FailOutcome::Retrying { .. } => false,
+            FailOutcome::LeaseLost => continue,
+        };
+        let failure = JobFailure::transient(format!(
+            "attempt {} stopped without finishing (its worker crashed or stopped renewing its lease)",
+            r.attempt
+        ));
+        let which = JobRef {
+            tenant: r.tenant.clone(),
+            job: r.job.clone(),
+            attempt: r.attempt,
+        };
+        executor.record_failure(&which, &failure, dead).await;
+    }
+}

@@ -1,0 +1,285 @@
+//! Delivers due outbox events as signed webhooks: 2xx deletes the row, anything else reschedules it
+//! with backoff until its retry window closes.
+
+use crate::backoff::BackoffConfig;
+use crate::metrics::{NotifyMetrics, Outcome};
+use crate::signature::sign;
+use futures::stream::{self, StreamExt};
+use pixelmill_core::{OutboxEvent, UnixMillis};
+use pixelmill_meta::MetaStore;
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{redirect, Client, Url};
+use std::error::Error as _;
+use std::fmt;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+const USER_AGENT: &str = concat!("pixelmill/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// Limit on one attempt: connecting, sending and waiting for the answer.
+    pub timeout: Duration,
+    /// How many webhooks are in flight at once.
+    pub concurrency: usize,
+    pub backoff: BackoffConfig,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            concurrency: 16,
+            backoff: BackoffConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("the webhook signing secret is empty; configure a random secret (32 bytes or more)")]
+    EmptySecret,
+    #[error("cannot build the webhook HTTP client: {0}; check this host's TLS setup")]
+    Client(reqwest::Error),
+}
+
+/// What one `deliver_due` pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub delivered: usize,
+    pub retried: usize,
+    pub gave_up: usize,
+}
+
+/// Sends outbox events to their webhook URLs, signed with one secret.
+pub struct WebhookDelivery {
+    client: Client,
+    secret: Vec<u8>,
+    config: WebhookConfig,
+    metrics: NotifyMetrics,
+}
+
+impl fmt::Debug for WebhookDelivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The secret lets anyone forge our webhooks: never let it reach a log.
+        f.debug_struct("WebhookDelivery")
+            .field("secret", &"<redacted>")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebhookDelivery {
+    pub fn new(
+        secret: impl Into<Vec<u8>>,
+        config: WebhookConfig,
+        metrics: NotifyMetrics,
+    ) -> Result<Self, NotifyError> {
+        let secret = secret.into();
+        if secret.is_empty() {
+            return Err(NotifyError::EmptySecret);
+        }
+        let client = Client::builder()
+            .timeout(config.timeout)
+            .redirect(redirect::Policy::limited(3))
+            .user_agent(USER_AGENT)
+            .build()
+            .map_err(NotifyError::Client)?;
+        Ok(Self {
+            client,
+            secret,
+            config,
+            metrics,
+        })
+    }
+
+    /// Attempts every event due at `now` (at most `limit`), a bounded number at a time. Store
+    /// errors are logged and leave the row for the next pass; this never fails.
+    pub async fn deliver_due(
+        &self,
+        meta: &dyn MetaStore,
+        now: UnixMillis,
+        limit: usize,
+    ) -> DeliveryReport {
+        let due = match meta.due_outbox(now, limit).await {
+            Ok(due) => due,
+            Err(e) => {
+                warn!(error = %e, "cannot load due webhooks; trying again next pass");
+                return DeliveryReport::default();
+            }
+        };
+        stream::iter(due)
+            .map(|event| self.attempt(meta, event, now))
+            .buffer_unordered(self.config.concurrency.max(1))
+            .fold(
+                DeliveryReport::default(),
+                |mut report, outcome| async move {
+                    match outcome {
+                        Outcome::Delivered => report.delivered += 1,
+                        Outcome::Retry => report.retried += 1,
+                        Outcome::GaveUp => report.gave_up += 1,
+                    }
+                    report
+                },
+            )
+            .await
+    }
+
+    async fn attempt(
+        &self,
+        meta: &dyn MetaStore,
+        mut event: OutboxEvent,
+        now: UnixMillis,
+    ) -> Outcome {
+        if now >= event.give_up_at {
+            return self
+                .give_up(meta, &event, "its retry window closed before this attempt")
+                .await;
+        }
+        if let Err(reason) = validate_webhook_url(&event.target) {
+            return self.give_up(meta, &event, &reason).await;
+        }
+        let failure = match self.send(&event, now).await {
+            Ok(()) => {
+                if let Err(e) = meta.delete_outbox(&event.event_id).await {
+                    // The row stays due, so the receiver gets this event id again: a duplicate,
+                    // which the contract allows, rather than a loss.
+                    warn!(job = %event.job_id, event_id = %event.event_id, error = %e,
+                        "webhook delivered but its outbox row could not be deleted; it will be resent");
+                }
+                self.metrics.webhook(Outcome::Delivered);
+                return Outcome::Delivered;
+            }
+            Err(failure) => failure,
+        };
+        event.attempts += 1;
+        let delay = self.config.backoff.delay(event.attempts);
+        let next = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+        if next >= event.give_up_at {
+            let reason = format!(
+                "attempt {} failed ({failure}) and its retry window closes before the next",
+                event.attempts
+            );
+            return self.give_up(meta, &event, &reason).await;
+        }
+        event.next_attempt_at = next;
+        info!(job = %event.job_id, target = %event.target, attempts = event.attempts,
+            retry_in_ms = next - now, "webhook not delivered: {failure}; retrying");
+        if let Err(e) = meta.put_outbox(&event).await {
+            // The old row is still due, so the next pass retries without waiting out the backoff.
+            warn!(job = %event.job_id, event_id = %event.event_id, error = %e,
+                "cannot reschedule webhook; it stays due for the next pass");
+        }
+        self.metrics.webhook(Outcome::Retry);
+        Outcome::Retry
+    }
+
+    /// One POST of the stored body, signed for this attempt's time.
+    async fn send(&self, event: &OutboxEvent, now: UnixMillis) -> Result<(), String> {
+        let signature = sign(&self.secret, now.div_euclid(1000), event.payload.as_bytes());
+        let started = Instant::now();
+        let result = self
+            .client
+            .post(&event.target)
+            .header(CONTENT_TYPE, "application/json")
+            .header("Pixelmill-Event-Id", event.event_id.as_str())
+            .header("Pixelmill-Signature", signature)
+            .body(event.payload.clone())
+            .send()
+            .await;
+        self.metrics.webhook_latency(started.elapsed());
+        match result {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => Err(format!("receiver answered {}", response.status())),
+            Err(e) => Err(describe(&e.without_url())),
+        }
+    }
+
+    async fn give_up(&self, meta: &dyn MetaStore, event: &OutboxEvent, reason: &str) -> Outcome {
+        warn!(job = %event.job_id, target = %event.target, event_id = %event.event_id,
+            attempts = event.attempts, "giving up on webhook: {reason}");
+        if let Err(e) = meta.delete_outbox(&event.event_id).await {
+            warn!(job = %event.job_id, event_id = %event.event_id, error = %e,
+                "cannot delete the given-up webhook; the next pass drops it again");
+        }
+        self.metrics.webhook(Outcome::GaveUp);
+        Outcome::GaveUp
+    }
+}
+
+/// reqwest's top-level message is generic ("error sending request"); the cause (refused, timed
+/// out, TLS) is further down the chain and is what an operator needs.
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Checks a client-supplied webhook URL: absolute, `http` or `https`, with a host.
+pub fn validate_webhook_url(s: &str) -> Result<(), String> {
+    const EXAMPLE: &str = "write it like https://example.com/hooks/pixelmill";
+    let url = Url::parse(s)
+        .map_err(|e| format!("webhook URL {s:?} is not an absolute URL ({e}); {EXAMPLE}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "webhook URL {s:?} uses scheme {:?}; only http and https are delivered, {EXAMPLE}",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("webhook URL {s:?} has no host; {EXAMPLE}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_http_and_https_urls_with_a_host() {
+        for url in ["https://example.com/hook", "http://127.0.0.1:8080/h?x=1"] {
+            assert_eq!(validate_webhook_url(url), Ok(()), "{url}");
+        }
+    }
+
+    #[test]
+    fn rejects_other_schemes_relative_urls_and_missing_hosts_with_a_fix() {
+        for url in [
+            "ftp://example.com/x",
+            "file:///etc/passwd",
+            "/hook",
+            "example.com",
+            "http://",
+            "mailto:a@b.c",
+        ] {
+            let err = validate_webhook_url(url).unwrap_err();
+            assert!(
+                err.contains("https://example.com/hooks/pixelmill"),
+                "{url}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let metrics = NotifyMetrics::register(&prometheus::Registry::new()).unwrap();
+        let delivery =
+            WebhookDelivery::new("s3cr3t-value", WebhookConfig::default(), metrics).unwrap();
+        let debug = format!("{delivery:?}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+    }
+
+    #[test]
+    fn an_empty_secret_is_refused() {
+        let metrics = NotifyMetrics::register(&prometheus::Registry::new()).unwrap();
+        let err = WebhookDelivery::new("", WebhookConfig::default(), metrics).unwrap_err();
+        assert!(err.to_string().contains("configure"), "{err}");
+    }
+}

@@ -1,0 +1,403 @@
+//! The queue's decisions, tested without raft: time and log indexes are plain arguments here.
+
+use super::policy::MAX_BACKOFF_MS;
+use super::*;
+use crate::types::FailOutcome;
+
+fn policy() -> Policy {
+    Policy {
+        queue_bound: 100,
+        max_attempts: 3,
+        base_backoff_ms: 1_000,
+        fast_lane_max_cost: 10,
+    }
+}
+
+fn job(n: u32) -> JobId {
+    JobId::from_string(format!("job_{n:03}"))
+}
+
+fn ticket(n: u32, tenant: &str, cost: u64) -> JobTicket {
+    JobTicket {
+        job: job(n),
+        tenant: TenantId::new(tenant),
+        cost,
+    }
+}
+
+struct Harness {
+    q: QueueState,
+    index: u64,
+}
+
+impl Harness {
+    fn new(policy: Policy) -> Self {
+        Self {
+            q: QueueState::new(policy),
+            index: 0,
+        }
+    }
+
+    fn apply(&mut self, cmd: Command) -> Response {
+        self.index += 1;
+        self.q.apply(cmd, self.index)
+    }
+
+    fn enqueue(&mut self, t: JobTicket, now_ms: i64) -> Response {
+        self.apply(Command::Enqueue { ticket: t, now_ms })
+    }
+
+    fn lease(&mut self, worker: &str, max: usize, now_ms: i64) -> Vec<Lease> {
+        let cmd = Command::Lease {
+            worker: WorkerId(worker.to_owned()),
+            max,
+            lease_ms: 1_000,
+            now_ms,
+        };
+        match self.apply(cmd) {
+            Response::Leased(l) => l,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn fail(&mut self, l: &Lease, retryable: bool, now_ms: i64) -> Response {
+        self.apply(Command::Fail {
+            job: l.job.clone(),
+            fencing: l.fencing,
+            retryable,
+            now_ms,
+        })
+    }
+}
+
+#[test]
+fn enqueue_is_idempotent_and_counted_once() {
+    let mut h = Harness::new(policy());
+    assert_eq!(
+        h.enqueue(ticket(1, "a", 1), 0),
+        Response::Enqueued { duplicate: false }
+    );
+    assert_eq!(
+        h.enqueue(ticket(1, "a", 1), 5),
+        Response::Enqueued { duplicate: true }
+    );
+    let leased = h.lease("n1/w1", 10, 10);
+    assert_eq!(leased.len(), 1);
+    assert_eq!(
+        h.enqueue(ticket(1, "a", 1), 20),
+        Response::Enqueued { duplicate: true },
+        "leased jobs are known too"
+    );
+    assert_eq!(h.q.stats(20).total_enqueued, 1);
+}
+
+#[test]
+fn queue_bound_rejects_without_enqueueing_and_ignores_leased_jobs() {
+    let mut h = Harness::new(Policy {
+        queue_bound: 2,
+        ..policy()
+    });
+    h.enqueue(ticket(1, "a", 1), 0);
+    h.enqueue(ticket(2, "a", 1), 0);
+    assert_eq!(
+        h.enqueue(ticket(3, "a", 1), 0),
+        Response::Overloaded {
+            retry_after_ms: 1_000
+        }
+    );
+    assert!(!h.q.contains(&job(3)));
+    h.lease("w", 1, 0);
+    assert_eq!(
+        h.enqueue(ticket(3, "a", 1), 0),
+        Response::Enqueued { duplicate: false }
+    );
+}
+
+#[test]
+fn leases_carry_the_log_index_as_fencing_and_count_attempts() {
+    let mut h = Harness::new(policy());
+    h.enqueue(ticket(1, "a", 1), 0);
+    h.enqueue(ticket(2, "a", 1), 0);
+    let leases = h.lease("n1/w1", 5, 100);
+    assert_eq!(leases.len(), 2);
+    assert!(leases
+        .iter()
+        .all(|l| l.fencing == h.index && l.attempt == 1 && l.deadline_ms == 1_100));
+    assert_eq!(leases[0].job, job(1), "FIFO within a tenant");
+    assert!(h.lease("n1/w2", 5, 100).is_empty());
+}
+
+#[test]
+fn stale_fencing_cannot_complete_renew_or_fail() {
+    let mut h = Harness::new(policy());
+    h.enqueue(ticket(1, "a", 1), 0);
+    let first = h.lease("w1", 1, 0).remove(0);
+    h.apply(Command::ExpireLeases { now_ms: 5_000 });
+    let second = h.lease("w2", 1, 5_000).remove(0);
+    assert_eq!(second.attempt, 2);
+    let (job, old) = (first.job.clone(), first.fencing);
+    assert_eq!(
+        h.apply(Command::Renew {
+            job: job.clone(),
+            fencing: old,
+            lease_ms: 1,
+            now_ms: 5_000
+        }),
+        Response::Renewed(false)
+    );
+    assert_eq!(
+        h.apply(Command::Complete {
+            job: job.clone(),
+            fencing: old
+        }),
+        Response::Completed(false)
+    );
+    assert_eq!(
+        h.fail(&first, true, 5_000),
+        Response::Failed(FailOutcome::LeaseLost)
+    );
+    assert_eq!(
+        h.apply(Command::Complete {
+            job: job.clone(),
+            fencing: second.fencing
+        }),
+        Response::Completed(true)
+    );
+    assert!(!h.q.contains(&job));
+    assert_eq!(
+        h.apply(Command::Complete {
+            job,
+            fencing: second.fencing
+        }),
+        Response::Completed(false)
+    );
+}
+
+#[test]
+fn renew_moves_the_deadline_so_expiry_skips_it() {
+    let mut h = Harness::new(policy());
+    h.enqueue(ticket(1, "a", 1), 0);
+    let l = h.lease("w", 1, 0).remove(0);
+    let renew = Command::Renew {
+        job: l.job.clone(),
+        fencing: l.fencing,
+        lease_ms: 10_000,
+        now_ms: 900,
+    };
+    assert_eq!(h.apply(renew), Response::Renewed(true));
+    assert_eq!(
+        h.apply(Command::ExpireLeases { now_ms: 5_000 }),
+        Response::Reclaimed(vec![])
+    );
+    assert_eq!(
+        h.apply(Command::ExpireLeases { now_ms: 10_901 }).clone(),
+        Response::Reclaimed(vec![Reclaimed {
+            job: l.job,
+            tenant: TenantId::new("a"),
+            attempt: 1,
+            outcome: FailOutcome::Retrying {
+                not_before_ms: 10_901,
+                attempt: 2
+            },
+        }])
+    );
+}
+
+#[test]
+fn failures_back_off_exponentially_then_dead_letter() {
+    let mut h = Harness::new(policy());
+    h.enqueue(ticket(1, "a", 1), 0);
+    let l1 = h.lease("w", 1, 0).remove(0);
+    assert_eq!(
+        h.fail(&l1, true, 10),
+        Response::Failed(FailOutcome::Retrying {
+            not_before_ms: 1_010,
+            attempt: 2
+        })
+    );
+    assert!(
+        h.lease("w", 1, 1_009).is_empty(),
+        "not before the backoff ends"
+    );
+    let l2 = h.lease("w", 1, 1_010).remove(0);
+    assert_eq!(l2.attempt, 2);
+    assert_eq!(
+        h.fail(&l2, true, 2_000),
+        Response::Failed(FailOutcome::Retrying {
+            not_before_ms: 4_000,
+            attempt: 3
+        })
+    );
+    let l3 = h.lease("w", 1, 4_000).remove(0);
+    assert_eq!(
+        h.fail(&l3, true, 5_000),
+        Response::Failed(FailOutcome::DeadLettered),
+        "max_attempts = 3"
+    );
+    let stats = h.q.stats(5_000);
+    assert_eq!(stats.dead_letters, 1);
+    assert!(!h.q.contains(&l3.job));
+}
+
+#[test]
+fn non_retryable_failure_dead_letters_at_once() {
+    let mut h = Harness::new(policy());
+    h.enqueue(ticket(1, "a", 1), 0);
+    let l = h.lease("w", 1, 0).remove(0);
+    assert_eq!(
+        h.fail(&l, false, 1),
+        Response::Failed(FailOutcome::DeadLettered)
+    );
+    assert_eq!(h.q.stats(1).dead_letters, 1);
+}
+
+#[test]
+fn backoff_is_capped() {
+    let p = Policy {
+        base_backoff_ms: 1_000,
+        ..policy()
+    };
+    assert_eq!(p.backoff_ms(1), 1_000);
+    assert_eq!(p.backoff_ms(4), 8_000);
+    assert_eq!(p.backoff_ms(40), MAX_BACKOFF_MS);
+    assert_eq!(p.backoff_ms(u32::MAX), MAX_BACKOFF_MS);
+}
+
+#[test]
+fn release_worker_takes_back_only_matching_leases_and_counts_the_attempt() {
+    let mut h = Harness::new(Policy {
+        max_attempts: 1,
+        ..policy()
+    });
+    h.enqueue(ticket(1, "a", 1), 0);
+    h.enqueue(ticket(2, "a", 1), 0);
+    h.lease("n1/w1", 1, 0);
+    h.lease("n2/w1", 1, 0);
+    let out = h.apply(Command::ReleaseWorker {
+        prefix: "n1/".to_owned(),
+        now_ms: 10,
+    });
+    assert_eq!(
+        out,
+        Response::Reclaimed(vec![Reclaimed {
+            job: job(1),
+            tenant: TenantId::new("a"),
+            attempt: 1,
+            outcome: FailOutcome::DeadLettered
+        }])
+    );
+    assert!(h.q.contains(&job(2)));
+}
+
+#[test]
+fn released_job_is_ready_at_once() {
+    let mut h = Harness::new(policy());
+    h.enqueue(ticket(1, "a", 1), 0);
+    h.lease("n1/w1", 1, 0);
+    h.apply(Command::ReleaseWorker {
+        prefix: "n1/".to_owned(),
+        now_ms: 10,
+    });
+    let again = h.lease("n2/w1", 1, 10);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempt, 2);
+}
+
+#[test]
+fn fast_lane_goes_first_but_slow_is_not_starved() {
+    let mut h = Harness::new(policy());
+    h.enqueue(ticket(100, "a", 1_000), 0); // slow, enqueued first
+    for n in 0..10 {
+        h.enqueue(ticket(n, "a", 1), 1);
+    }
+    let order: Vec<JobId> = (0..11).map(|_| h.lease("w", 1, 2).remove(0).job).collect();
+    assert_eq!(order[0], job(0), "fast before an earlier slow job");
+    let slow_at = order.iter().position(|j| *j == job(100)).unwrap();
+    assert_eq!(
+        slow_at, FAST_BURST as usize,
+        "slow gets a turn after a burst of fast leases"
+    );
+}
+
+#[test]
+fn tenants_take_turns_within_a_lane() {
+    let mut h = Harness::new(policy());
+    for n in 0..6 {
+        h.enqueue(ticket(n, "big", 1), 0);
+    }
+    h.enqueue(ticket(10, "small", 1), 1);
+    h.enqueue(ticket(11, "small", 1), 1);
+    let tenants: Vec<String> = h
+        .lease("w", 5, 2)
+        .into_iter()
+        .map(|l| l.tenant.to_string())
+        .collect();
+    assert_eq!(tenants, ["big", "small", "big", "small", "big"]);
+}
+
+#[test]
+fn stats_report_depth_leases_and_oldest_ready_age() {
+    let mut h = Harness::new(policy());
+    h.enqueue(ticket(1, "a", 1), 100);
+    h.enqueue(ticket(2, "a", 1), 300);
+    h.enqueue(ticket(3, "a", 50), 200);
+    h.lease("w", 1, 400);
+    let s = h.q.stats(1_000);
+    assert_eq!(
+        s.lanes[0],
+        LaneStats {
+            lane: "fast",
+            queued: 1,
+            leased: 1,
+            oldest_queued_age_ms: 700
+        }
+    );
+    assert_eq!(
+        s.lanes[1],
+        LaneStats {
+            lane: "slow",
+            queued: 1,
+            leased: 0,
+            oldest_queued_age_ms: 800
+        }
+    );
+    assert_eq!(s.total_enqueued, 3);
+}
+
+#[test]
+fn policy_changes_apply_to_later_decisions() {
+    let mut h = Harness::new(policy());
+    h.apply(Command::SetPolicy(Policy {
+        fast_lane_max_cost: 100,
+        ..policy()
+    }));
+    h.enqueue(ticket(1, "a", 50), 0);
+    assert_eq!(h.q.stats(0).lanes[0].queued, 1);
+}
+
+#[test]
+fn snapshot_round_trip_preserves_every_decision() {
+    let mut h = Harness::new(policy());
+    for n in 0..8 {
+        h.enqueue(
+            ticket(n, if n % 2 == 0 { "a" } else { "b" }, u64::from(n) * 3),
+            i64::from(n),
+        );
+    }
+    let leased = h.lease("w", 3, 10);
+    h.fail(&leased[0], true, 11);
+    let json = serde_json::to_vec(&h.q).unwrap();
+    let mut restored = Harness {
+        q: serde_json::from_slice(&json).unwrap(),
+        index: h.index,
+    };
+    assert_eq!(restored.q, h.q);
+    for now in [20, 2_000, 5_000] {
+        assert_eq!(
+            restored.lease("x", 2, now),
+            h.lease("x", 2, now),
+            "same log, same leases"
+        );
+    }
+    assert_eq!(restored.q.stats(6_000), h.q.stats(6_000));
+}

@@ -1,0 +1,105 @@
+//! The openraft glue: type config, on-disk storage and (for now) peerless networking. The queue logic
+//! itself lives in `crate::queue`; this side only moves bytes and log ids around it.
+
+mod log_store;
+mod network;
+mod state_machine;
+#[cfg(test)]
+mod suite;
+
+use crate::error::SchedError;
+use crate::queue::{Command, Response};
+use openraft::{AnyError, ErrorSubject, ErrorVerb, SnapshotPolicy, StorageError, StorageIOError};
+use std::io::Cursor;
+use std::sync::Arc;
+
+pub(crate) use log_store::LogStore;
+pub(crate) use network::NoPeers;
+pub(crate) use state_machine::{read, Applied, StateMachineStore};
+
+openraft::declare_raft_types!(
+    /// Log entries carry queue commands; applying one yields a queue response.
+    pub(crate) TypeConfig:
+        D = Command,
+        R = Response,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+pub(crate) type Raft = openraft::Raft<TypeConfig>;
+
+/// Logs between snapshots; older logs are purged once a snapshot covers them (keeping the last 1_000
+/// so a briefly lagging follower catches up from the log rather than a snapshot).
+const SNAPSHOT_EVERY_LOGS: u64 = 5_000;
+
+pub(crate) fn raft_config() -> Result<Arc<openraft::Config>, SchedError> {
+    let config = openraft::Config {
+        cluster_name: "pixelmill-sched".to_owned(),
+        heartbeat_interval: 100,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_LOGS),
+        max_in_snapshot_log_to_keep: 1_000,
+        ..Default::default()
+    };
+    let config = config
+        .validate()
+        .map_err(|e| SchedError::Fatal(format!("invalid built-in raft config: {e}")))?;
+    Ok(Arc::new(config))
+}
+
+/// Anything that can go wrong touching the redb files.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DbError {
+    #[error(transparent)]
+    Redb(#[from] redb::Error),
+    #[error("corrupt record: {0}")]
+    Codec(#[from] serde_json::Error),
+    #[error("storage task died: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+impl DbError {
+    fn storage(self, subject: ErrorSubject<u64>, verb: ErrorVerb) -> StorageError<u64> {
+        StorageIOError::new(subject, verb, AnyError::new(&self)).into()
+    }
+}
+
+/// Converts any redb error type into [`DbError`] (redb has one error type per operation).
+fn db_err<E: Into<redb::Error>>(e: E) -> DbError {
+    DbError::Redb(e.into())
+}
+
+/// Runs blocking redb work (fsyncs included) off the async worker threads.
+async fn blocking<T, F>(db: &Arc<redb::Database>, f: F) -> Result<T, DbError>
+where
+    T: Send + 'static,
+    F: FnOnce(&redb::Database) -> Result<T, DbError> + Send + 'static,
+{
+    let db = Arc::clone(db);
+    tokio::task::spawn_blocking(move || f(&db)).await?
+}
+
+/// Opens or creates a redb file, waiting briefly if a scheduler that was just shut down in this process
+/// has not released it yet (openraft drops its storage from a background task after `shutdown`).
+pub(crate) async fn open_db(path: &std::path::Path) -> Result<Arc<redb::Database>, SchedError> {
+    for _ in 0..60 {
+        match redb::Database::create(path) {
+            Ok(db) => return Ok(Arc::new(db)),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Err(e) => {
+                return Err(SchedError::Storage(format!(
+                    "cannot open {}: {e}; check the data directory's permissions and free space",
+                    path.display()
+                )))
+            }
+        }
+    }
+    Err(SchedError::Storage(format!(
+        "{} is held by another scheduler; stop the other node process or give this one its own data directory",
+        path.display()
+    )))
+}

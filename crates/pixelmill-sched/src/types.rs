@@ -1,0 +1,70 @@
+//! The vocabulary the node speaks with the scheduler. Everything that travels through the raft log is serde.
+
+use pixelmill_core::{JobId, TenantId};
+use serde::{Deserialize, Serialize};
+
+/// A job to schedule: its id, its owner (for fairness) and its estimated cost (picks the lane).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobTicket {
+    pub job: JobId,
+    pub tenant: TenantId,
+    pub cost: u64,
+}
+
+/// A worker identity such as `"n1/w3"`: node first, so a node can release all its workers by prefix.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WorkerId(pub String);
+
+/// A job handed to a worker until `deadline_ms`. `fencing` is the raft log index of the lease entry:
+/// every later call about this job must present it, so a worker whose lease was taken away is ignored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub job: JobId,
+    pub tenant: TenantId,
+    pub fencing: u64,
+    /// 1-based: the first lease of a job is attempt 1.
+    pub attempt: u32,
+    pub deadline_ms: i64,
+}
+
+/// What became of a job whose attempt ended without success.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailOutcome {
+    /// Back in its lane; it will not be leased before `not_before_ms`, and its next lease is `attempt`.
+    Retrying { not_before_ms: i64, attempt: u32 },
+    /// Removed from the queue for good: not retryable, or out of attempts. The caller records the failure.
+    DeadLettered,
+    /// The fencing token was stale (the lease expired or was released, and the job may be running
+    /// elsewhere): nothing changed, and the caller must not record this attempt's outcome.
+    LeaseLost,
+}
+
+/// A lease taken back by `expire_leases` or `release_worker`, and what became of its job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reclaimed {
+    pub job: JobId,
+    /// The job's tenant, so the node can find the job's record.
+    pub tenant: TenantId,
+    /// The attempt the lease was for (1-based).
+    pub attempt: u32,
+    pub outcome: FailOutcome,
+}
+
+/// A snapshot of the applied queue, for metrics and admission decisions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueStats {
+    pub lanes: Vec<LaneStats>,
+    pub dead_letters: u64,
+    /// Jobs ever accepted (duplicates and rejections excluded).
+    pub total_enqueued: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaneStats {
+    pub lane: &'static str,
+    pub queued: usize,
+    pub leased: usize,
+    /// How long the longest-waiting ready job has waited; 0 when none is waiting.
+    pub oldest_queued_age_ms: i64,
+}

@@ -1,0 +1,90 @@
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// A thin JSON client for the API, answering (status, body) so tests assert on both.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: impl Into<String>) -> Client {
+        Client {
+            base: base.into(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn upload(&self, bytes: Vec<u8>) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.url("/v1/images"))
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .expect("upload request");
+        Self::json(response).await
+    }
+
+    /// Uploads and returns the new image id, panicking on anything but 201.
+    pub async fn upload_ok(&self, bytes: Vec<u8>) -> String {
+        let (status, body) = self.upload(bytes).await;
+        assert_eq!(status, StatusCode::CREATED, "upload failed: {body}");
+        body["id"].as_str().expect("image id").to_owned()
+    }
+
+    pub async fn create_job(
+        &self,
+        job: &Value,
+        idempotency_key: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.post(self.url("/v1/jobs")).json(job);
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        Self::json(request.send().await.expect("job request")).await
+    }
+
+    pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        Self::json(
+            self.http
+                .get(self.url(path))
+                .send()
+                .await
+                .expect("GET request"),
+        )
+        .await
+    }
+
+    /// Polls the job until it reaches a final status; panics after `timeout`.
+    pub async fn wait_job(&self, id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, job) = self.get_json(&format!("/v1/jobs/{id}")).await;
+            if status == StatusCode::OK
+                && matches!(job["status"].as_str(), Some("succeeded" | "failed"))
+            {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} not finished after {timeout:?}: {status} {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn json(response: reqwest::Response) -> (StatusCode, Value) {
+        let status = response.status();
+        let body = response.bytes().await.expect("response body");
+        let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        (status, value)
+    }
+}

@@ -1,0 +1,134 @@
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `pixelmill serve` child process on a free loopback port. Killed when dropped.
+pub struct Server {
+    bin: PathBuf,
+    data_dir: PathBuf,
+    env: Vec<(String, String)>,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Server {
+    /// Starts `bin serve` with its data in `data_dir` and waits until `/healthz` answers.
+    pub fn start(
+        bin: impl AsRef<Path>,
+        data_dir: impl AsRef<Path>,
+        env: &[(&str, &str)],
+    ) -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let mut server = Server {
+            bin: bin.as_ref().to_owned(),
+            data_dir: data_dir.as_ref().to_owned(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            port,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// SIGKILL, as a crash would: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again on the same port and data dir.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.join("server.log"))
+            .expect("server log file");
+        let child = Command::new(&self.bin)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+                "--data-dir",
+            ])
+            .arg(&self.data_dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::from(log.try_clone().expect("log handle")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("the pixelmill binary starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = format!("{}/healthz", self.base_url());
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "pixelmill exited with {status} during start-up; log:\n{}",
+                    self.log()
+                );
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() && probe::get_ok(&url)
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "pixelmill did not become healthy in 30 s; log:\n{}",
+            self.log()
+        );
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A plain HTTP/1.1 GET over std so start-up checks need no runtime.
+mod probe {
+    use std::io::{Read, Write};
+
+    pub fn get_ok(url: &str) -> bool {
+        let Some(rest) = url.strip_prefix("http://") else {
+            return false;
+        };
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let Ok(mut stream) = std::net::TcpStream::connect(host) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+        let request = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        if stream.write_all(request.as_bytes()).is_err() {
+            return false;
+        }
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+    }
+}
