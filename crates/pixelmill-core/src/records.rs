@@ -73,6 +73,33 @@ pub struct JobRecord {
     pub error: Option<String>,
 }
 
+impl JobRecord {
+    /// A job as it is accepted: queued, no attempt yet.
+    pub fn queued(
+        tenant: TenantId,
+        id: JobId,
+        image_id: ImageId,
+        spec: JobSpec,
+        now: UnixMillis,
+    ) -> Self {
+        Self {
+            tenant,
+            id,
+            image_id,
+            spec,
+            status: JobStatus::Queued,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            attempts: 0,
+            output: None,
+            link: None,
+            expires_at: None,
+            error: None,
+        }
+    }
+}
+
 /// A download link. Partition key: token (links are looked up without knowing the tenant).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LinkRecord {

@@ -53,6 +53,25 @@ impl Server {
         }
     }
 
+    /// SIGTERM, then waits up to `within` for the process to exit; `None` if it is still running
+    /// (it is then killed).
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     /// Starts the process again on the same port and data dir.
     pub fn restart(&mut self) {
         self.kill9();

@@ -54,25 +54,12 @@ pub async fn create(
     };
     admit(&state)?;
 
-    let mut job = JobRecord {
-        tenant: tenant.clone(),
-        id: job_id,
-        image_id: image.id.clone(),
-        spec: JobSpec {
-            pipeline: request.pipeline,
-            output: request.output,
-            notify: request.notify,
-        },
-        status: JobStatus::Queued,
-        created_at: now_ms(),
-        started_at: None,
-        finished_at: None,
-        attempts: 0,
-        output: None,
-        link: None,
-        expires_at: None,
-        error: None,
+    let spec = JobSpec {
+        pipeline: request.pipeline,
+        output: request.output,
+        notify: request.notify,
     };
+    let mut job = JobRecord::queued(tenant.clone(), job_id, image.id.clone(), spec, now_ms());
     state.meta.put_job(&job).await?;
     let ticket = JobTicket {
         job: job.id.clone(),

@@ -2,8 +2,8 @@
 
 use pixelmill_core::{
     now_ms, sha256_hex, BlobKey, EventId, IdempotencyRecord, ImageFormat, ImageId, ImageRecord,
-    JobId, JobRecord, JobSpec, JobStatus, LinkRecord, LinkToken, OutboxEvent, PipelineStep,
-    TenantId, UnixMillis,
+    JobId, JobRecord, JobSpec, LinkRecord, LinkToken, OutboxEvent, PipelineStep, TenantId,
+    UnixMillis,
 };
 
 /// A tenant no other run uses.
@@ -40,25 +40,18 @@ pub fn job(tenant: &TenantId) -> JobRecord {
             .cloned()
             .unwrap_or_default(),
     };
-    JobRecord {
-        tenant: tenant.clone(),
-        id: JobId::generate(),
-        image_id: ImageId::generate(),
-        spec: JobSpec {
-            pipeline: vec![step],
-            output: Default::default(),
-            notify: Default::default(),
-        },
-        status: JobStatus::Queued,
-        created_at: now_ms(),
-        started_at: None,
-        finished_at: None,
-        attempts: 0,
-        output: None,
-        link: None,
-        expires_at: None,
-        error: None,
-    }
+    let spec = JobSpec {
+        pipeline: vec![step],
+        output: Default::default(),
+        notify: Default::default(),
+    };
+    JobRecord::queued(
+        tenant.clone(),
+        JobId::generate(),
+        ImageId::generate(),
+        spec,
+        now_ms(),
+    )
 }
 
 pub fn link(blob: &BlobKey, expires_at: UnixMillis) -> LinkRecord {
