@@ -3,7 +3,7 @@
 
 use crate::config::SchedConfig;
 use crate::error::SchedError;
-use crate::queue::{Command, Response};
+use crate::queue::{self, Command, Response};
 use crate::raft::{self, Applied, LogStore, NoPeers, Raft, StateMachineStore};
 use crate::types::{FailOutcome, JobTicket, Lease, QueueStats, Reclaimed, WorkerId};
 use openraft::error::{ClientWriteError, Fatal, RaftError};
@@ -125,14 +125,15 @@ impl Scheduler {
         max: usize,
         lease_ms: u64,
     ) -> Result<Vec<Lease>, SchedError> {
-        if max == 0 {
+        let now = now_ms();
+        if max == 0 || !raft::read(&self.inner.applied).queue.has_ready(now) {
             return Ok(Vec::new());
         }
         let cmd = Command::Lease {
             worker: worker.clone(),
             max,
             lease_ms,
-            now_ms: now_ms(),
+            now_ms: now,
         };
         match self.write(cmd).await? {
             Response::Leased(leases) => Ok(leases),
@@ -202,7 +203,14 @@ impl Scheduler {
     /// Takes back every lease whose deadline passed. The attempt stays counted: jobs out of attempts are
     /// dead-lettered, the others are ready again at once. The node calls this periodically.
     pub async fn expire_leases(&self) -> Result<Vec<Reclaimed>, SchedError> {
-        self.reclaim("expire_leases", Command::ExpireLeases { now_ms: now_ms() })
+        let now = now_ms();
+        if !raft::read(&self.inner.applied)
+            .queue
+            .any_lease(queue::expired_at(now))
+        {
+            return Ok(Vec::new()); // nothing to take back: no log entry
+        }
+        self.reclaim("expire_leases", Command::ExpireLeases { now_ms: now })
             .await
     }
 
@@ -214,6 +222,12 @@ impl Scheduler {
             return Err(SchedError::Invalid(
                 "an empty worker prefix would release every lease in the cluster; pass a node or worker id such as \"n1/\"".to_owned(),
             ));
+        }
+        if !raft::read(&self.inner.applied)
+            .queue
+            .any_lease(queue::held_by(prefix))
+        {
+            return Ok(Vec::new());
         }
         self.reclaim(
             "release_worker",

@@ -303,3 +303,45 @@ async fn two_thousand_rounds_take_seconds_and_survive_a_restart() {
     let first = logs.first().unwrap().unwrap().0.value();
     assert!(first > 1_000, "log not purged: first index {first}");
 }
+
+fn last_log_index(dir: &Path) -> u64 {
+    let path = dir.join("raft-log.redb");
+    if !path.exists() {
+        return 0;
+    }
+    let log = redb::Database::open(path).unwrap();
+    let txn = log.begin_read().unwrap();
+    let logs = txn
+        .open_table(redb::TableDefinition::<u64, &[u8]>::new("logs"))
+        .unwrap();
+    logs.last().unwrap().map_or(0, |(k, _)| k.value())
+}
+
+/// Idle workers polling for work and the ticker looking for expired leases must not write to the
+/// log: each entry is an fsync. Opening and closing writes the same entries (the election) with or
+/// without idle polling in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_polling_writes_nothing_to_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut growth = Vec::new();
+    for polls in [0, 200, 0] {
+        let before = last_log_index(dir.path());
+        let s = open(dir.path(), config()).await;
+        for _ in 0..polls {
+            assert!(s
+                .lease(&worker("n1/w0/1"), 1, 1_000)
+                .await
+                .unwrap()
+                .is_empty());
+            assert!(s.expire_leases().await.unwrap().is_empty());
+            assert!(s.release_worker("n1/w0/").await.unwrap().is_empty());
+        }
+        s.shutdown().await.unwrap();
+        drop(s);
+        growth.push(last_log_index(dir.path()) - before);
+    }
+    assert_eq!(
+        growth[1], growth[2],
+        "log entries per session (first one initialises): {growth:?}"
+    );
+}

@@ -156,6 +156,19 @@ impl QueueState {
         self.core.jobs.contains_key(job)
     }
 
+    /// Whether a lease taken at `now_ms` would get a job. Lets the handle skip proposing a lease
+    /// that would come back empty, so idle workers do not write to the log.
+    pub(crate) fn has_ready(&self, now_ms: i64) -> bool {
+        self.lanes.iter().any(|lane| lane.has_ready(now_ms))
+    }
+
+    /// Whether any lease matches `which(worker, deadline_ms)` (see `expired_at`, `held_by`).
+    pub(crate) fn any_lease(&self, which: impl Fn(&str, i64) -> bool) -> bool {
+        self.core.jobs.values().any(|job| {
+            matches!(&job.state, JobState::Leased { worker, deadline_ms, .. } if which(worker, *deadline_ms))
+        })
+    }
+
     /// Jobs waiting in a lane (leased ones excluded): what `queue_bound` limits.
     pub(crate) fn queued(&self) -> usize {
         self.lanes.iter().map(Lane::queued).sum()
@@ -210,12 +223,8 @@ impl QueueState {
                 }
                 Response::Failed(self.end_attempt(&job, retryable, now_ms, true))
             }
-            Command::ExpireLeases { now_ms } => {
-                self.reclaim(now_ms, |_, deadline_ms| deadline_ms < now_ms)
-            }
-            Command::ReleaseWorker { prefix, now_ms } => {
-                self.reclaim(now_ms, |worker, _| worker.starts_with(&prefix))
-            }
+            Command::ExpireLeases { now_ms } => self.reclaim(now_ms, expired_at(now_ms)),
+            Command::ReleaseWorker { prefix, now_ms } => self.reclaim(now_ms, held_by(&prefix)),
         }
     }
 
@@ -392,4 +401,14 @@ impl QueueState {
             total_enqueued: self.core.total_enqueued,
         }
     }
+}
+
+/// Leases whose deadline passed before `now_ms`.
+pub(crate) fn expired_at(now_ms: i64) -> impl Fn(&str, i64) -> bool {
+    move |_, deadline_ms| deadline_ms < now_ms
+}
+
+/// Leases held by workers whose id starts with `prefix`.
+pub(crate) fn held_by(prefix: &str) -> impl Fn(&str, i64) -> bool + '_ {
+    move |worker, _| worker.starts_with(prefix)
 }

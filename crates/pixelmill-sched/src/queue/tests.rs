@@ -401,3 +401,17 @@ fn snapshot_round_trip_preserves_every_decision() {
     }
     assert_eq!(restored.q.stats(6_000), h.q.stats(6_000));
 }
+
+#[test]
+fn readiness_and_lease_predicates_match_what_apply_would_do() {
+    let mut h = Harness::new(policy());
+    assert!(!h.q.has_ready(0));
+    h.enqueue(ticket(1, "a", 1), 0);
+    assert!(h.q.has_ready(0));
+    let lease = h.lease("n1/w0/1", 1, 0).remove(0);
+    assert!(!h.q.has_ready(0), "the only job is leased");
+    assert!(h.q.any_lease(super::held_by("n1/w0/")));
+    assert!(!h.q.any_lease(super::held_by("n1/w1/")));
+    assert!(!h.q.any_lease(super::expired_at(lease.deadline_ms)));
+    assert!(h.q.any_lease(super::expired_at(lease.deadline_ms + 1)));
+}
