@@ -77,7 +77,7 @@ pub struct JobRunner {
     pub public_url: String,
     pub webhook_retry_window: Duration,
     pub metrics: NodeMetrics,
-    /// Woken when an outbox event is written so the notifier delivers it at once.
+    /// Woken when a job reaches a final status so the notifier delivers its event at once.
     pub outbox_written: Arc<Notify>,
 }
 
@@ -150,6 +150,11 @@ impl JobRunner {
             status: job.status,
             at: now_ms(),
         });
+        if job.status.is_final() {
+            // The notifier sends an outcome only once the job shows it, so wake it now, not when
+            // the outbox row was written.
+            self.outbox_written.notify_one();
+        }
         Ok(())
     }
 
@@ -250,7 +255,6 @@ impl JobRunner {
             .put_outbox(&event)
             .await
             .map_err(|e| JobFailure::transient(format!("queueing the notification failed: {e}")))?;
-        self.outbox_written.notify_one();
         Ok(())
     }
 }

@@ -26,6 +26,34 @@ struct WebhookPayload<'a> {
     error: Option<&'a str>,
 }
 
+fn event_name(status: JobStatus) -> Option<&'static str> {
+    match status {
+        JobStatus::Succeeded => Some(JOB_SUCCEEDED),
+        JobStatus::Failed => Some(JOB_FAILED),
+        JobStatus::Queued | JobStatus::Running => None,
+    }
+}
+
+/// Whether an outbox event may be sent, judged against its job's record.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// The job shows the outcome the event announces.
+    Ready,
+    /// The event was written before the job's final status (that order keeps it durable); sending
+    /// now would announce an outcome a client cannot see yet.
+    NotYet,
+    /// The job ended with another outcome (a crash led to a re-run that ended differently).
+    Superseded,
+}
+
+pub(crate) fn readiness(event: &OutboxEvent, job: &JobRecord) -> Readiness {
+    match event_name(job.status) {
+        None => Readiness::NotYet,
+        Some(name) if EventId::for_job_outcome(&job.id, name) == event.event_id => Readiness::Ready,
+        Some(_) => Readiness::Superseded,
+    }
+}
+
 /// The outbox event announcing that `job` reached a final status, or `None` when the job is not
 /// final or asked for no webhook. `download_url` is the absolute URL of the output, if any; the
 /// event id depends only on the job and the outcome, so building it again after a crash
@@ -37,11 +65,7 @@ pub fn outbox_event(
     retry_window: Duration,
 ) -> Option<OutboxEvent> {
     let target = job.spec.notify.webhook.as_ref()?;
-    let event = match job.status {
-        JobStatus::Succeeded => JOB_SUCCEEDED,
-        JobStatus::Failed => JOB_FAILED,
-        JobStatus::Queued | JobStatus::Running => return None,
-    };
+    let event = event_name(job.status)?;
     let event_id = EventId::for_job_outcome(&job.id, event);
     let payload = WebhookPayload {
         event,

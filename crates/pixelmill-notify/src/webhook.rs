@@ -2,6 +2,7 @@
 //! with backoff until its retry window closes.
 
 use crate::backoff::BackoffConfig;
+use crate::event::{readiness, Readiness};
 use crate::metrics::{NotifyMetrics, Outcome};
 use crate::signature::sign;
 use futures::stream::{self, StreamExt};
@@ -49,6 +50,8 @@ pub struct DeliveryReport {
     pub delivered: usize,
     pub retried: usize,
     pub gave_up: usize,
+    /// Due but held back until the job's record shows the outcome the event announces.
+    pub held: usize,
 }
 
 /// Sends outbox events to their webhook URLs, signed with one secret.
@@ -115,9 +118,10 @@ impl WebhookDelivery {
                 DeliveryReport::default(),
                 |mut report, outcome| async move {
                     match outcome {
-                        Outcome::Delivered => report.delivered += 1,
-                        Outcome::Retry => report.retried += 1,
-                        Outcome::GaveUp => report.gave_up += 1,
+                        Some(Outcome::Delivered) => report.delivered += 1,
+                        Some(Outcome::Retry) => report.retried += 1,
+                        Some(Outcome::GaveUp) => report.gave_up += 1,
+                        None => report.held += 1,
                     }
                     report
                 },
@@ -125,17 +129,44 @@ impl WebhookDelivery {
             .await
     }
 
+    /// One delivery attempt; `None` when the event is held back for a later pass (not an attempt).
     async fn attempt(
+        &self,
+        meta: &dyn MetaStore,
+        event: OutboxEvent,
+        now: UnixMillis,
+    ) -> Option<Outcome> {
+        if now >= event.give_up_at {
+            return Some(
+                self.give_up(meta, &event, "its retry window closed before this attempt")
+                    .await,
+            );
+        }
+        match meta.get_job(&event.tenant, &event.job_id).await {
+            Ok(Some(job)) => match readiness(&event, &job) {
+                Readiness::Ready => {}
+                Readiness::NotYet => return None,
+                Readiness::Superseded => {
+                    let reason = "its job ended with another outcome, announced by its own event";
+                    return Some(self.give_up(meta, &event, reason).await);
+                }
+            },
+            // A job record is never deleted while its events are pending; deliver what we have.
+            Ok(None) => {}
+            Err(e) => {
+                warn!(job = %event.job_id, error = %e, "cannot read the job of a due webhook; trying again next pass");
+                return None;
+            }
+        }
+        Some(self.send_and_settle(meta, event, now).await)
+    }
+
+    async fn send_and_settle(
         &self,
         meta: &dyn MetaStore,
         mut event: OutboxEvent,
         now: UnixMillis,
     ) -> Outcome {
-        if now >= event.give_up_at {
-            return self
-                .give_up(meta, &event, "its retry window closed before this attempt")
-                .await;
-        }
         if let Err(reason) = validate_webhook_url(&event.target) {
             return self.give_up(meta, &event, &reason).await;
         }

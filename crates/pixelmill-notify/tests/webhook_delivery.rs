@@ -133,7 +133,19 @@ impl Harness {
         let link = "https://px.example.com/v1/links/tok";
         let event = outbox_event(&job, Some(link), NOW, window).unwrap();
         self.meta.put_outbox(&event).await.unwrap();
+        self.meta.put_job(&job).await.unwrap();
         event
+    }
+
+    async fn set_status(&self, event: &OutboxEvent, status: JobStatus) {
+        let mut job = self
+            .meta
+            .get_job(&event.tenant, &event.job_id)
+            .await
+            .unwrap()
+            .unwrap();
+        job.status = status;
+        self.meta.put_job(&job).await.unwrap();
     }
 
     async fn deliver(&self, now: UnixMillis) -> DeliveryReport {
@@ -176,6 +188,7 @@ fn report(delivered: usize, retried: usize, gave_up: usize) -> DeliveryReport {
         delivered,
         retried,
         gave_up,
+        held: 0,
     }
 }
 
@@ -363,4 +376,37 @@ async fn delivery_runs_on_a_spawned_task() {
         async move { h.deliver(NOW).await }
     });
     assert_eq!(task.await.unwrap(), report(1, 0, 0));
+}
+
+/// The outbox row is written before the job's final status (so a crash cannot lose it); until the
+/// job shows the outcome, the event is held, and an event whose job ended otherwise is dropped.
+#[tokio::test]
+async fn an_event_waits_for_its_job_to_show_the_outcome_it_announces() {
+    let h = Harness::new();
+    let (receiver, url) = Receiver::start(&[]).await;
+    let event = h.enqueue(&url, DEFAULT_RETRY_WINDOW).await;
+    h.set_status(&event, JobStatus::Running).await;
+    let held = h.deliver(NOW).await;
+    assert_eq!(
+        held,
+        DeliveryReport {
+            held: 1,
+            ..DeliveryReport::default()
+        }
+    );
+    assert!(receiver.seen().is_empty());
+    assert_eq!(
+        h.rows().await[0].attempts,
+        0,
+        "holding back is not an attempt"
+    );
+
+    h.set_status(&event, JobStatus::Succeeded).await;
+    assert_eq!(h.deliver(NOW).await, report(1, 0, 0));
+
+    let superseded = h.enqueue(&url, DEFAULT_RETRY_WINDOW).await;
+    h.set_status(&superseded, JobStatus::Failed).await;
+    assert_eq!(h.deliver(NOW).await, report(0, 0, 1));
+    assert!(h.rows().await.is_empty());
+    assert_eq!(receiver.seen().len(), 1, "only the first event was sent");
 }
