@@ -9,6 +9,7 @@ mod filters;
 mod flow;
 mod idempotency;
 mod overload;
+mod process;
 
 use pixelmill_testkit::{Client, Server};
 use tempfile::TempDir;
