@@ -15,6 +15,7 @@ mod views;
 pub use error::{ApiError, ApiResult};
 pub use metrics::HttpMetrics;
 pub use state::{ApiSettings, AppState};
+pub use upload::{UploadSession, Uploads};
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};

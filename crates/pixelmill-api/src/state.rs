@@ -1,6 +1,7 @@
+use crate::upload::Uploads;
 use crate::HttpMetrics;
 use pixelmill_blob::BlobStore;
-use pixelmill_engine::{Limits, Registry};
+use pixelmill_engine::Registry;
 use pixelmill_meta::MetaStore;
 use pixelmill_notify::JobEvents;
 use pixelmill_sched::Scheduler;
@@ -31,7 +32,8 @@ pub struct AppState {
     pub sched: Scheduler,
     pub registry: Arc<Registry>,
     pub events: JobEvents,
-    pub limits: Limits,
+    /// The node's `upload` role: runs each upload in its own supervised actor.
+    pub uploads: Arc<dyn Uploads>,
     pub settings: ApiSettings,
     pub http_metrics: HttpMetrics,
     pub prometheus: prometheus::Registry,

@@ -61,6 +61,9 @@ struct ServeArgs {
     /// Most frames in an animated image [default: 1000]
     #[arg(long, env = "PIXELMILL_MAX_FRAMES")]
     max_frames: Option<u32>,
+    /// Uploads taken at once; more get 503 overloaded [default: 64]
+    #[arg(long, env = "PIXELMILL_MAX_UPLOADS")]
+    max_uploads: Option<usize>,
     /// Concurrent jobs; 0 runs an API-only node [default: number of CPUs]
     #[arg(long, env = "PIXELMILL_WORKERS")]
     workers: Option<usize>,
@@ -121,6 +124,7 @@ impl ServeArgs {
             max_body_bytes,
             max_pixels,
             max_frames,
+            max_uploads,
             workers,
             queue_bound,
             lease_ttl,

@@ -32,6 +32,8 @@ pub struct Config {
     pub max_pixels: u64,
     /// Most frames accepted in an animated image. Default 1000.
     pub max_frames: u32,
+    /// Uploads this node takes at once; more get 503 `overloaded`. Default 64.
+    pub max_uploads: usize,
     /// Concurrent jobs on this node. Default: the number of CPUs. 0 makes an API-only node.
     pub workers: usize,
     /// Queued jobs beyond which new jobs get 503 `overloaded`. Default 10 000.
@@ -69,6 +71,7 @@ impl Default for Config {
             max_body_bytes: 50 * 1024 * 1024,
             max_pixels: 50_000_000,
             max_frames: 1000,
+            max_uploads: 64,
             workers: cpus,
             queue_bound: 10_000,
             lease_ttl: Duration::from_secs(30),

@@ -3,6 +3,7 @@
 //! ```text
 //! node (supervisor)
 //! ├── api            axum server
+//! ├── upload         admits uploads; one Ingest actor per upload in progress
 //! ├── scheduler      raft-backed queue housekeeping: lease expiry, queue gauges
 //! ├── workers (supervisor)
 //! │   └── worker-0 … worker-N   lease → engine → output, link, outbox → complete
@@ -20,6 +21,7 @@ mod metrics;
 mod roles;
 mod runner;
 mod supervisor;
+mod upload;
 mod worker;
 
 pub use config::Config;
@@ -137,7 +139,7 @@ impl Node {
             sched: sched.clone(),
             registry: registry.clone(),
             events: events.clone(),
-            limits,
+            uploads: Arc::new(upload::UploadHandle),
             settings: ApiSettings {
                 max_body_bytes: config.max_body_bytes,
                 link_ttl: config.link_ttl,
@@ -187,7 +189,17 @@ impl Node {
             })
             .collect();
         let listener = Arc::new(Mutex::new(Some(listener)));
+        let upload_deps = Arc::new(upload::UploadDeps {
+            meta: meta.clone(),
+            blob: blob.clone(),
+            limits,
+            max_body_bytes: config.max_body_bytes,
+            max_uploads: config.max_uploads,
+        });
         let children = vec![
+            ChildSpec::actor(upload::ROLE_NAME, move || {
+                (upload::UploadRole, upload_deps.clone())
+            }),
             ChildSpec::looping(
                 "scheduler",
                 Arc::new(roles::SchedulerTicker {

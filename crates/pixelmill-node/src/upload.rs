@@ -1,0 +1,300 @@
+//! The `upload` role: admits uploads (at most `max_uploads` at once; beyond that new ones get 503
+//! `overloaded`) and runs each in its own short-lived `Ingest` actor, which streams the body into a
+//! staged blob while hashing it, refuses it as soon as it passes the byte limit or its first bytes are
+//! no known format, and publishes it under its content address only after the engine has decoded it
+//! completely within the limits. An upload that fails, even by a panic, takes only its own actor
+//! down, and its staged data with it.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pixelmill_api::{ApiError, ApiResult, UploadSession, Uploads};
+use pixelmill_blob::{BlobStore, BlobWriter};
+use pixelmill_core::{now_ms, BlobKey, ImageId, ImageRecord, TenantId};
+use pixelmill_engine::Limits;
+use pixelmill_meta::MetaStore;
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// Bytes enough for every magic number the engine sniffs.
+const SNIFF_BYTES: usize = 32;
+/// The registered name of the role's actor; sessions find it by name, so they keep working after
+/// the supervisor restarts it.
+pub const ROLE_NAME: &str = "upload";
+
+pub struct UploadDeps {
+    pub meta: Arc<dyn MetaStore>,
+    pub blob: Arc<dyn BlobStore>,
+    pub limits: Limits,
+    pub max_body_bytes: u64,
+    pub max_uploads: usize,
+}
+
+pub struct UploadRole;
+
+pub enum UploadMsg {
+    Open(TenantId, RpcReplyPort<ApiResult<ActorRef<IngestMsg>>>),
+}
+
+pub struct UploadState {
+    deps: Arc<UploadDeps>,
+    in_progress: usize,
+}
+
+impl Actor for UploadRole {
+    type Msg = UploadMsg;
+    type State = UploadState;
+    type Arguments = Arc<UploadDeps>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<UploadMsg>,
+        deps: Arc<UploadDeps>,
+    ) -> Result<UploadState, ActorProcessingErr> {
+        Ok(UploadState {
+            deps,
+            in_progress: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<UploadMsg>,
+        msg: UploadMsg,
+        state: &mut UploadState,
+    ) -> Result<(), ActorProcessingErr> {
+        let UploadMsg::Open(tenant, reply) = msg;
+        if state.in_progress >= state.deps.max_uploads {
+            let _ = reply.send(Err(ApiError::overloaded(
+                format!("{} uploads are in progress, the most this node takes at once; retry after the Retry-After delay", state.in_progress),
+                1,
+            )));
+            return Ok(());
+        }
+        let opened = match state.deps.blob.writer().await {
+            Ok(writer) => {
+                let args = IngestArgs {
+                    deps: state.deps.clone(),
+                    tenant,
+                    writer,
+                };
+                Actor::spawn_linked(None, Ingest, args, myself.get_cell())
+                    .await
+                    .map(|(actor, _)| actor)
+                    .map_err(|e| ApiError::internal(format!("could not start the upload: {e}")))
+            }
+            Err(e) => Err(e.into()),
+        };
+        if opened.is_ok() {
+            state.in_progress += 1;
+        }
+        let _ = reply.send(opened);
+        Ok(())
+    }
+
+    /// Uploads are not restarted (their client is gone with them); the role only counts them out.
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<UploadMsg>,
+        event: SupervisionEvent,
+        state: &mut UploadState,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(_, err) => {
+                tracing::warn!(%err, "an upload failed");
+                state.in_progress = state.in_progress.saturating_sub(1);
+            }
+            SupervisionEvent::ActorTerminated(..) => {
+                state.in_progress = state.in_progress.saturating_sub(1)
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+pub struct Ingest;
+
+pub enum IngestMsg {
+    Chunk(Bytes, RpcReplyPort<ApiResult<()>>),
+    Finish(RpcReplyPort<ApiResult<ImageRecord>>),
+}
+
+pub struct IngestArgs {
+    deps: Arc<UploadDeps>,
+    tenant: TenantId,
+    writer: Box<dyn BlobWriter>,
+}
+
+pub struct IngestState {
+    deps: Arc<UploadDeps>,
+    tenant: TenantId,
+    writer: Option<Box<dyn BlobWriter>>,
+    hasher: Sha256,
+    /// The whole body: the decoder needs it at the end.
+    data: Vec<u8>,
+    sniffed: bool,
+}
+
+impl Actor for Ingest {
+    type Msg = IngestMsg;
+    type State = IngestState;
+    type Arguments = IngestArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<IngestMsg>,
+        args: IngestArgs,
+    ) -> Result<IngestState, ActorProcessingErr> {
+        Ok(IngestState {
+            deps: args.deps,
+            tenant: args.tenant,
+            writer: Some(args.writer),
+            hasher: Sha256::new(),
+            data: Vec::new(),
+            sniffed: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<IngestMsg>,
+        msg: IngestMsg,
+        state: &mut IngestState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            IngestMsg::Chunk(chunk, reply) => {
+                let taken = state.take(&chunk).await;
+                if taken.is_err() {
+                    myself.stop(None);
+                }
+                let _ = reply.send(taken);
+            }
+            IngestMsg::Finish(reply) => {
+                let _ = reply.send(state.finish().await);
+                myself.stop(None);
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<IngestMsg>,
+        state: &mut IngestState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(writer) = state.writer.take() {
+            let _ = writer.abort().await;
+        }
+        Ok(())
+    }
+}
+
+impl IngestState {
+    async fn take(&mut self, chunk: &[u8]) -> ApiResult<()> {
+        let limit = self.deps.max_body_bytes;
+        if self.data.len() as u64 + chunk.len() as u64 > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        let Some(writer) = self.writer.as_mut() else {
+            return Err(ApiError::internal("the upload already ended"));
+        };
+        writer.write(chunk).await?;
+        self.hasher.update(chunk);
+        self.data.extend_from_slice(chunk);
+        if !self.sniffed && self.data.len() >= SNIFF_BYTES {
+            pixelmill_engine::sniff(&self.data)?;
+            self.sniffed = true;
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> ApiResult<ImageRecord> {
+        if self.data.is_empty() {
+            return Err(ApiError::bad_request(
+                "the body is empty; send the image bytes as the body or as the multipart field `file`",
+            ));
+        }
+        let data = std::mem::take(&mut self.data);
+        let bytes = data.len() as u64;
+        let limits = self.deps.limits;
+        let info = tokio::task::spawn_blocking(move || pixelmill_engine::inspect(&data, &limits))
+            .await
+            .map_err(|e| ApiError::internal(format!("image validation crashed: {e}")))??;
+        let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        let blob_key = BlobKey::original(&sha256);
+        let writer = self
+            .writer
+            .take()
+            .ok_or_else(|| ApiError::internal("the upload already ended"))?;
+        writer.commit(&blob_key).await?;
+        let record = ImageRecord {
+            tenant: self.tenant.clone(),
+            id: ImageId::generate(),
+            format: info.format,
+            width: info.width,
+            height: info.height,
+            frames: info.frames,
+            bytes,
+            sha256,
+            blob_key,
+            created_at: now_ms(),
+        };
+        self.deps.meta.put_image(&record).await?;
+        Ok(record)
+    }
+}
+
+/// The API's handle on the role.
+pub struct UploadHandle;
+
+#[async_trait]
+impl Uploads for UploadHandle {
+    async fn open(&self, tenant: TenantId) -> ApiResult<Box<dyn UploadSession>> {
+        let role = ActorRef::<UploadMsg>::where_is(ROLE_NAME).ok_or_else(|| {
+            ApiError::overloaded("the upload role is restarting; retry in a moment", 1)
+        })?;
+        let ingest = answer(
+            role.call(|reply| UploadMsg::Open(tenant, reply), None)
+                .await,
+        )??;
+        Ok(Box::new(IngestSession { ingest }))
+    }
+}
+
+struct IngestSession {
+    ingest: ActorRef<IngestMsg>,
+}
+
+#[async_trait]
+impl UploadSession for IngestSession {
+    async fn push(&mut self, chunk: Bytes) -> ApiResult<()> {
+        answer(
+            self.ingest
+                .call(|reply| IngestMsg::Chunk(chunk, reply), None)
+                .await,
+        )?
+    }
+
+    async fn finish(self: Box<Self>) -> ApiResult<ImageRecord> {
+        answer(self.ingest.call(IngestMsg::Finish, None).await)?
+    }
+}
+
+impl Drop for IngestSession {
+    /// An upload abandoned part-way (the client went away) discards what it staged.
+    fn drop(&mut self) {
+        self.ingest.stop(None);
+    }
+}
+
+/// A call to an actor that died (a panic in an upload) is the server's failure, said plainly.
+fn answer<T, E>(result: Result<CallResult<T>, E>) -> ApiResult<T> {
+    match result {
+        Ok(CallResult::Success(value)) => Ok(value),
+        _ => Err(ApiError::internal(
+            "the upload stopped unexpectedly; send it again",
+        )),
+    }
+}
