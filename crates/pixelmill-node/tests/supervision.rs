@@ -60,15 +60,7 @@ async fn a_panicking_worker_is_restarted_and_its_job_completes() {
         .await;
     assert_eq!(job["status"], "succeeded", "{job}");
 
-    let metrics = client
-        .http
-        .get(client.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = client.get_text("/metrics").await;
     assert!(
         metrics.contains("pixelmill_actor_restarts_total{actor=\"worker-0\"} 1"),
         "the worker was restarted exactly once:\n{metrics}"

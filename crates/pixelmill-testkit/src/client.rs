@@ -63,6 +63,18 @@ impl Client {
         .await
     }
 
+    /// The body of a GET as text (e.g. `/metrics`), panicking on anything but 200.
+    pub async fn get_text(&self, path: &str) -> String {
+        let response = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET request");
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.text().await.expect("response text")
+    }
+
     /// Polls the job until it reaches a final status; panics after `timeout`.
     pub async fn wait_job(&self, id: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;

@@ -147,15 +147,7 @@ async fn metrics_cover_requests_queues_ops_and_notifications() {
         .await;
     hooks.wait_for(1, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await; // one scheduler tick publishes queue gauges
-    let text = c
-        .http
-        .get(c.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = c.get_text("/metrics").await;
     for needle in [
         "pixelmill_http_requests_total{method=\"POST\",route=\"/v1/jobs\",status=\"202\"} 1",
         "pixelmill_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/images\"",
