@@ -14,8 +14,6 @@ use tokio::sync::Notify;
 pub struct ApiSettings {
     /// Largest accepted upload body; enforced while streaming, not after buffering.
     pub max_body_bytes: u64,
-    /// Lifetime of download links (the contract's default is 90 days).
-    pub link_ttl: Duration,
     /// Absolute base URL for links handed to clients, e.g. `http://127.0.0.1:8080`.
     pub public_url: String,
     /// How long an `Idempotency-Key` is remembered.

@@ -142,7 +142,6 @@ impl Node {
             uploads: Arc::new(upload::UploadHandle),
             settings: ApiSettings {
                 max_body_bytes: config.max_body_bytes,
-                link_ttl: config.link_ttl,
                 public_url: public_url.clone(),
                 idempotency_ttl: Duration::from_secs(86_400),
                 queue_bound: config.queue_bound,
