@@ -9,7 +9,7 @@ use pixelmill_meta::MetaError;
 use pixelmill_sched::SchedError;
 use serde_json::json;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,

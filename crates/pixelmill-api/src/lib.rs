@@ -1,4 +1,4 @@
-//! The HTTP API (axum): `/v1/images`, `/v1/jobs`, job events (SSE), `/v1/filters`, downloads under
+//! The HTTP API (axum): `/v1/images` (upload, original, real-time `render`), `/v1/jobs`, job events (SSE), `/v1/filters`, downloads under
 //! `/d/{token}`, and `/healthz`, `/readyz`, `/metrics`. The contract is `docs/API.md`.
 //!
 //! Architecture invariant: handlers never choose backends; they get trait objects in `AppState` from
@@ -6,6 +6,7 @@
 
 mod error;
 mod metrics;
+mod render;
 mod routes;
 mod state;
 mod tenant;
@@ -14,6 +15,8 @@ mod views;
 
 pub use error::{ApiError, ApiResult};
 pub use metrics::HttpMetrics;
+pub use render::{RenderSettings, Renderer};
+pub use routes::render::sign as sign_render_url;
 pub use state::{ApiSettings, AppState};
 pub use upload::{UploadSession, Uploads};
 
@@ -26,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/images", post(routes::images::upload))
         .route("/v1/images/{id}", get(routes::images::get))
         .route("/v1/images/{id}/original", get(routes::images::original))
+        .route("/v1/images/{id}/render", get(routes::render::render))
         .route("/v1/jobs", post(routes::jobs::create))
         .route("/v1/jobs/{id}", get(routes::jobs::get))
         .route("/v1/jobs/{id}/events", get(routes::events::stream))

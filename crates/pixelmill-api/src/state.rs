@@ -1,5 +1,5 @@
 use crate::upload::Uploads;
-use crate::HttpMetrics;
+use crate::{HttpMetrics, Renderer};
 use pixelmill_blob::BlobStore;
 use pixelmill_engine::Registry;
 use pixelmill_meta::MetaStore;
@@ -33,6 +33,8 @@ pub struct AppState {
     /// The node's `upload` role: runs each upload in its own supervised actor.
     pub uploads: Arc<dyn Uploads>,
     pub settings: ApiSettings,
+    /// Real-time renditions: caches, single-flight and the render concurrency limit.
+    pub render: Arc<Renderer>,
     pub http_metrics: HttpMetrics,
     pub prometheus: prometheus::Registry,
     /// Woken when a job is queued so idle workers lease it at once instead of at their next poll.

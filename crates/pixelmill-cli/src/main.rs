@@ -85,6 +85,27 @@ struct ServeArgs {
     /// How long failed webhooks keep being retried [default: 25h]
     #[arg(long, env = "PIXELMILL_WEBHOOK_RETRY_WINDOW", value_parser = duration)]
     webhook_retry_window: Option<Duration>,
+    /// Key for signed render URLs; when set, /render needs sig=<hex HMAC-SHA256> [default: unsigned]
+    #[arg(long, env = "PIXELMILL_RENDER_SIGNING_KEY", hide_env_values = true)]
+    render_signing_key: Option<String>,
+    /// Bytes of renditions cached in memory; 0 disables [default: 268435456]
+    #[arg(long, env = "PIXELMILL_RENDER_CACHE_BYTES")]
+    render_cache_bytes: Option<u64>,
+    /// Keep renditions in the blob store as a second cache tier [default: true]
+    #[arg(long, env = "PIXELMILL_RENDER_STORE")]
+    render_store: Option<bool>,
+    /// Renditions computed at once [default: number of CPUs]
+    #[arg(long, env = "PIXELMILL_RENDER_CONCURRENCY")]
+    render_concurrency: Option<usize>,
+    /// Render requests that may wait for a slot; more get 503 overloaded [default: 64]
+    #[arg(long, env = "PIXELMILL_RENDER_QUEUE")]
+    render_queue: Option<usize>,
+    /// Longest a render waits plus computes before it gets 503 [default: 10s]
+    #[arg(long, env = "PIXELMILL_RENDER_DEADLINE", value_parser = duration)]
+    render_deadline: Option<Duration>,
+    /// Estimated cost above which a render becomes an async job (202) [default: 1000000000]
+    #[arg(long, env = "PIXELMILL_RENDER_MAX_COST")]
+    render_max_cost: Option<u64>,
 }
 
 #[derive(Args)]
@@ -131,8 +152,15 @@ impl ServeArgs {
             max_attempts,
             expired_link_grace,
             sweep_interval,
-            webhook_retry_window
+            webhook_retry_window,
+            render_cache_bytes,
+            render_store,
+            render_concurrency,
+            render_queue,
+            render_deadline,
+            render_max_cost
         );
+        c.render_signing_key = self.render_signing_key.or(c.render_signing_key);
         c.public_url = self.public_url.or(c.public_url);
         c.webhook_secret = self.webhook_secret.or(c.webhook_secret);
         c

@@ -107,6 +107,11 @@ impl BlobKey {
         Self(format!("out/{content_address}"))
     }
 
+    /// A real-time rendition, addressed by the hash of its input and its canonical request.
+    pub fn rendition(cache_key: &str) -> Self {
+        Self(format!("render/{cache_key}"))
+    }
+
     pub fn from_string(s: impl Into<String>) -> Self {
         Self(s.into())
     }

@@ -4,6 +4,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, RgbaImage};
 use pixelmill_core::ImageFormat;
 
+use crate::animation::Looping;
 use crate::sniff::sniff;
 use crate::EngineError;
 
@@ -36,26 +37,35 @@ pub struct ImageInfo {
     pub frames: u32,
 }
 
-/// A fully decoded image, first frame only, reduced to 8-bit RGBA with orientation applied.
+/// A decoded image, first frame only, reduced to 8-bit RGBA with orientation applied.
 pub(crate) struct Decoded {
     pub format: ImageFormat,
     pub image: RgbaImage,
+    /// The displayed size at full scale; larger than `image` when the decoder shrank on load.
+    pub source: (u32, u32),
     pub frames: u32,
 }
 
 /// Sniffs, enforces `limits` from the headers, then decodes everything once so that corrupt or
 /// truncated files are rejected at upload rather than in a job.
 pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<ImageInfo, EngineError> {
-    let decoded = decode(bytes, limits)?;
+    let decoded = decode(bytes, limits, |_, _| 1.0)?;
     Ok(ImageInfo {
         format: decoded.format,
-        width: decoded.image.width(),
-        height: decoded.image.height(),
+        width: decoded.source.0,
+        height: decoded.source.1,
         frames: decoded.frames,
     })
 }
 
-pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, EngineError> {
+/// Decodes the first frame. `min_scale` is asked, with the full displayed size, how small the
+/// decoded image may be relative to it (1.0: full size); decoders that can shrink on load
+/// (JPEG) decode at the smallest scale not below that.
+pub(crate) fn decode(
+    bytes: &[u8],
+    limits: &Limits,
+    min_scale: impl FnOnce(u32, u32) -> f64,
+) -> Result<Decoded, EngineError> {
     let format = sniff(bytes)?;
     let codec =
         match format {
@@ -84,13 +94,20 @@ pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, EngineErr
     // Decoders are third-party code fed hostile input: a panic must become a clean rejection.
     catch_unwind(AssertUnwindSafe(|| {
         let frames = match format {
-            ImageFormat::Gif => count_gif_frames(bytes, limits)?,
+            ImageFormat::Gif => scan_gif(bytes, limits)?.0,
             _ => 1,
         };
-        let image = decode_first_frame(bytes, codec, format, limits)?;
+        let (image, source) = match format {
+            ImageFormat::Jpeg => match crate::jpeg::decode(bytes, limits, min_scale)? {
+                Some(jpeg) => (jpeg.image, jpeg.source),
+                None => full_size(decode_first_frame(bytes, codec, format, limits)?),
+            },
+            _ => full_size(decode_first_frame(bytes, codec, format, limits)?),
+        };
         Ok(Decoded {
             format,
             image,
+            source,
             frames,
         })
     }))
@@ -101,6 +118,11 @@ pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, EngineErr
             format.as_str()
         )))
     })
+}
+
+fn full_size(image: RgbaImage) -> (RgbaImage, (u32, u32)) {
+    let size = image.dimensions();
+    (image, size)
 }
 
 /// A PNG's size sits at a fixed place in its first chunk; reading it there enforces the pixel limit
@@ -149,8 +171,9 @@ fn decode_first_frame(
     Ok(image.into_rgba8())
 }
 
-/// Counts GIF frames without LZW-decoding them, checking every frame's size on the way.
-fn count_gif_frames(bytes: &[u8], limits: &Limits) -> Result<u32, EngineError> {
+/// Counts GIF frames without LZW-decoding them, checking every frame's size on the way, and
+/// reads how the animation loops.
+pub(crate) fn scan_gif(bytes: &[u8], limits: &Limits) -> Result<(u32, Looping), EngineError> {
     let corrupt = |e: gif::DecodingError| {
         let e = match e {
             gif::DecodingError::Io(e) => ImageError::IoError(e),
@@ -169,10 +192,7 @@ fn count_gif_frames(bytes: &[u8], limits: &Limits) -> Result<u32, EngineError> {
         check_pixels(w, h, limits)?;
         frames += 1;
         if frames > limits.max_frames {
-            return Err(EngineError::TooLarge(format!(
-                "the GIF has more than {} frames; reduce the number of frames and upload it again",
-                limits.max_frames
-            )));
+            return Err(crate::animation::too_many_frames(limits));
         }
     }
     if frames == 0 {
@@ -180,7 +200,12 @@ fn count_gif_frames(bytes: &[u8], limits: &Limits) -> Result<u32, EngineError> {
             "the GIF contains no image frames; upload a GIF with at least one frame".into(),
         ));
     }
-    Ok(frames)
+    let looping = match decoder.repeat() {
+        gif::Repeat::Infinite => Looping::Forever,
+        // The NETSCAPE extension counts repeats after the first play; no extension: play once.
+        gif::Repeat::Finite(n) => Looping::Plays(n.saturating_add(1)),
+    };
+    Ok((frames, looping))
 }
 
 pub(crate) fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<(), EngineError> {
@@ -290,10 +315,35 @@ mod tests {
         let rotated = with_exif_orientation(&plain, 6);
         let info = inspect(&rotated, &Limits::default()).unwrap();
         assert_eq!((info.width, info.height), (8, 16));
-        let upright = decode(&plain, &Limits::default()).unwrap().image;
-        let turned = decode(&rotated, &Limits::default()).unwrap().image;
+        let upright = decode(&plain, &Limits::default(), |_, _| 1.0)
+            .unwrap()
+            .image;
+        let turned = decode(&rotated, &Limits::default(), |_, _| 1.0)
+            .unwrap()
+            .image;
         // Orientation 6 = rotate 90 clockwise to display: top-left ends at top-right.
         assert_eq!(turned, image::imageops::rotate90(&upright));
+    }
+
+    #[test]
+    fn jpeg_shrinks_on_load_and_reports_its_full_size() {
+        let plain = encoded(image::ImageFormat::Jpeg, 64, 48);
+        let decoded = decode(&plain, &Limits::default(), |w, h| {
+            assert_eq!((w, h), (64, 48));
+            0.2
+        })
+        .unwrap();
+        assert_eq!(decoded.image.dimensions(), (16, 12));
+        assert_eq!(decoded.source, (64, 48));
+        // The scale is asked with the displayed (rotated) size and applies to both sides.
+        let rotated = with_exif_orientation(&plain, 6);
+        let decoded = decode(&rotated, &Limits::default(), |w, h| {
+            assert_eq!((w, h), (48, 64));
+            0.5
+        })
+        .unwrap();
+        assert_eq!(decoded.image.dimensions(), (24, 32));
+        assert_eq!(decoded.source, (48, 64));
     }
 
     #[test]

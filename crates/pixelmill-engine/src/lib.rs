@@ -2,8 +2,10 @@
 //! expr language, encoding.
 //!
 //! Every image is processed as 8-bit RGBA with straight alpha: 16-bit inputs are reduced to
-//! 8 bits per channel on decode, and only the first frame of an animation is used.
+//! 8 bits per channel on decode. An animation's frames go through the pipeline one at a time
+//! when the output is animated too (GIF or WebP); other outputs take the first frame.
 
+mod animation;
 #[cfg(test)]
 mod conformance;
 mod decode;
@@ -11,6 +13,7 @@ mod encode;
 mod error;
 mod expr;
 mod filters;
+mod jpeg;
 mod params;
 mod pipeline;
 mod pixels;
@@ -19,7 +22,7 @@ mod registry;
 mod sniff;
 
 pub use decode::{inspect, ImageInfo, Limits};
-pub use encode::check_output;
+pub use encode::{check_output, resolve as resolve_output};
 pub use error::{EngineError, PipelineError};
 pub use params::ParamSchema;
 pub use pipeline::Pipeline;

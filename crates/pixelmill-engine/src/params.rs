@@ -6,12 +6,15 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+/// A parameter's type and bounds. `Color` takes `#rrggbb`, or also `#rrggbbaa` when `alpha` is
+/// set, and reads back as straight RGBA.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Kind {
     Integer { min: i64, max: i64 },
     Number { min: f64, max: f64 },
     Text { max_len: usize },
     Enum(&'static [&'static str]),
+    Color { alpha: bool },
 }
 
 /// Whether a parameter must be given, may be left out, or falls back to a default.
@@ -52,6 +55,7 @@ impl ParamSpec {
             Kind::Number { min, max } => ("number", Some(min.into()), Some(max.into()), None),
             Kind::Text { max_len } => ("string", None, Some(max_len.into()), None),
             Kind::Enum(values) => ("enum", None, None, Some(values.to_vec())),
+            Kind::Color { .. } => ("color", None, None, None),
         };
         ParamSchema {
             name: self.name,
@@ -66,10 +70,12 @@ impl ParamSpec {
     }
 
     fn default(&self) -> Option<Value> {
-        match self.presence {
-            Presence::Required | Presence::Optional => None,
-            Presence::DefaultNum(v) => Some(v.into()),
-            Presence::DefaultStr(v) => Some(v.into()),
+        match (self.presence, self.kind) {
+            (Presence::Required | Presence::Optional, _) => None,
+            // Published as 4, not 4.0, so clients see the type the parameter really takes.
+            (Presence::DefaultNum(v), Kind::Integer { .. }) => Some((v as i64).into()),
+            (Presence::DefaultNum(v), _) => Some(v.into()),
+            (Presence::DefaultStr(v), _) => Some(v.into()),
         }
     }
 
@@ -79,6 +85,10 @@ impl ParamSpec {
             Kind::Number { min, max } => format!("a number from {min} to {max}"),
             Kind::Text { max_len } => format!("a string of at most {max_len} characters"),
             Kind::Enum(values) => format!("one of {}", values.join(", ")),
+            Kind::Color { alpha: false } => "a colour like \"#ff8800\" (#rrggbb)".to_owned(),
+            Kind::Color { alpha: true } => {
+                "a colour like \"#ff8800\" or \"#ff880080\" (#rrggbb or #rrggbbaa)".to_owned()
+            }
         }
     }
 
@@ -124,8 +134,26 @@ impl ParamSpec {
                     .ok_or_else(invalid)?;
                 Ok(Arg::Str(v.to_owned()))
             }
+            Kind::Color { alpha } => {
+                let v = raw
+                    .as_str()
+                    .and_then(|s| parse_color(s, alpha))
+                    .ok_or_else(invalid)?;
+                Ok(Arg::Color(v))
+            }
         }
     }
+}
+
+/// `#rrggbb` (opaque) or, when `alpha` is allowed, `#rrggbbaa`; hex digits in either case.
+fn parse_color(text: &str, alpha: bool) -> Option<[u8; 4]> {
+    let hex = text.strip_prefix('#')?;
+    if !hex.is_ascii() || !(hex.len() == 6 || (alpha && hex.len() == 8)) {
+        return None;
+    }
+    let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).ok();
+    let a = if hex.len() == 8 { byte(6)? } else { 255 };
+    Some([byte(0)?, byte(2)?, byte(4)?, a])
 }
 
 /// A rejected parameter (or combination, when `param` is `None`); the registry adds the step.
@@ -156,6 +184,7 @@ enum Arg {
     Int(i64),
     Num(f64),
     Str(String),
+    Color([u8; 4]),
 }
 
 /// Validated parameters with defaults filled in. Getters panic only if a filter asks for a name
@@ -198,8 +227,10 @@ impl Args {
                     ))
                 }
                 (None, Presence::Optional) => continue,
-                (None, Presence::DefaultNum(v)) => Arg::Num(v),
-                (None, Presence::DefaultStr(v)) => Arg::Str(v.to_owned()),
+                // Defaults take the same path as given values, so an integer default reads back
+                // with `int` and a colour default with `color`.
+                (None, Presence::DefaultNum(v)) => spec.parse(&Value::from(v))?,
+                (None, Presence::DefaultStr(v)) => spec.parse(&Value::from(v))?,
             };
             values.insert(spec.name, arg);
         }
@@ -229,6 +260,21 @@ impl Args {
         match self.values.get(name) {
             Some(Arg::Str(v)) => v,
             other => panic!("parameter `{name}` is {other:?}, not a string"),
+        }
+    }
+
+    pub(crate) fn opt_num(&self, name: &str) -> Option<f64> {
+        match self.values.get(name)? {
+            Arg::Num(v) => Some(*v),
+            other => panic!("parameter `{name}` is {other:?}, not a number"),
+        }
+    }
+
+    /// A `Kind::Color` parameter as straight RGBA.
+    pub(crate) fn color(&self, name: &str) -> [u8; 4] {
+        match self.values.get(name) {
+            Some(Arg::Color(v)) => *v,
+            other => panic!("parameter `{name}` is {other:?}, not a colour"),
         }
     }
 }
@@ -331,5 +377,94 @@ mod tests {
         assert_eq!(schema["default"], 0.5);
         assert_eq!(schema["min"], -1.0);
         assert_eq!(SPECS[2].schema().values, Some(vec!["a", "b"]));
+    }
+
+    const COLOR_SPECS: &[ParamSpec] = &[
+        ParamSpec {
+            name: "fg",
+            kind: Kind::Color { alpha: false },
+            presence: Presence::DefaultStr("#FF8000"),
+            description: "",
+        },
+        ParamSpec {
+            name: "bg",
+            kind: Kind::Color { alpha: true },
+            presence: Presence::Optional,
+            description: "",
+        },
+        ParamSpec {
+            name: "k",
+            kind: Kind::Integer { min: 2, max: 9 },
+            presence: Presence::DefaultNum(4.0),
+            description: "",
+        },
+    ];
+
+    fn parse_colors(v: Value) -> Result<Args, ParamError> {
+        Args::parse("c", COLOR_SPECS, v.as_object().unwrap())
+    }
+
+    #[test]
+    fn colours_parse_to_rgba_and_defaults_take_their_kind() {
+        let args = parse_colors(json!({"bg": "#0a0B0c80"})).unwrap();
+        assert_eq!(args.color("fg"), [255, 128, 0, 255]);
+        assert_eq!(args.color("bg"), [10, 11, 12, 128]);
+        assert_eq!(args.int("k"), 4);
+        let args = parse_colors(json!({"fg": "#000000", "bg": "#ffffff"})).unwrap();
+        assert_eq!(args.color("fg"), [0, 0, 0, 255]);
+        assert_eq!(args.color("bg"), [255, 255, 255, 255]);
+    }
+
+    #[test]
+    fn bad_colours_say_what_is_accepted() {
+        for (raw, param, message) in [
+            (
+                json!({"fg": "#ff800080"}),
+                "fg",
+                "(#rrggbb), got \"#ff800080\"",
+            ),
+            (json!({"fg": "ff8000"}), "fg", "a colour like \"#ff8800\""),
+            (json!({"fg": "#ff80zz"}), "fg", "#rrggbb"),
+            (json!({"fg": "#ff80"}), "fg", "#rrggbb"),
+            (json!({"fg": "#ff8é0"}), "fg", "#rrggbb"),
+            (json!({"fg": 255}), "fg", "#rrggbb"),
+            (
+                json!({"bg": "#fff"}),
+                "bg",
+                "(#rrggbb or #rrggbbaa), got \"#fff\"",
+            ),
+        ] {
+            let err = parse_colors(raw.clone()).unwrap_err();
+            assert_eq!(err.param.as_deref(), Some(param), "{raw}");
+            assert!(err.message.contains(message), "{raw}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn colour_and_integer_defaults_are_published_in_their_own_types() {
+        let fg = serde_json::to_value(COLOR_SPECS[0].schema()).unwrap();
+        assert_eq!(fg["type"], "color");
+        assert_eq!(fg["default"], "#FF8000");
+        assert_eq!(fg["max"], Value::Null);
+        let k = serde_json::to_value(COLOR_SPECS[2].schema()).unwrap();
+        assert_eq!(k["default"].as_i64(), Some(4));
+    }
+
+    /// Defaults are parsed like given values, so a bad default would fail every request that
+    /// leaves the parameter out; check every built-in filter's defaults here instead.
+    #[test]
+    fn every_builtin_default_satisfies_its_own_schema() {
+        for def in crate::filters::BUILTIN {
+            for spec in def.params {
+                let default = match spec.presence {
+                    Presence::DefaultNum(v) => Value::from(v),
+                    Presence::DefaultStr(v) => Value::from(v),
+                    Presence::Required | Presence::Optional => continue,
+                };
+                if let Err(e) = spec.parse(&default) {
+                    panic!("{}.{}: {}", def.op, spec.name, e.message);
+                }
+            }
+        }
     }
 }

@@ -47,18 +47,35 @@ impl Pipeline {
         cost.saturating_add(pixels(size) * CODEC_COST_PER_PIXEL)
     }
 
-    /// Runs the steps in order, refusing any step whose output would exceed `limits`.
+    /// How small, relative to a `width`×`height` source, the decoded image may be: a pipeline
+    /// that starts by downscaling lets the decoder shrink on load.
+    pub(crate) fn min_decode_scale(&self, width: u32, height: u32) -> f64 {
+        self.steps
+            .first()
+            .and_then(|step| step.op.shrink_on_load(width, height))
+            .map_or(1.0, |scale| scale.min(1.0))
+    }
+
+    /// Runs the steps in order, refusing any step whose output would exceed `limits`. `source`
+    /// is the full size of the decoded image, which differs from its size if it shrank on load.
     pub(crate) fn run(
         &self,
         mut image: RgbaImage,
+        source: (u32, u32),
         limits: &Limits,
         timings: &mut Vec<(&'static str, Duration)>,
     ) -> Result<RgbaImage, EngineError> {
-        for step in &self.steps {
-            let (w, h) = step.op.output_size(image.width(), image.height());
+        for (index, step) in self.steps.iter().enumerate() {
+            let shrunk = index == 0 && image.dimensions() != source;
+            let (w, h) = if shrunk { source } else { image.dimensions() };
+            let (w, h) = step.op.output_size(w, h);
             check_pixels(w, h, limits)?;
             let started = Instant::now();
-            image = step.op.apply(image)?;
+            image = if shrunk {
+                step.op.apply_shrunk(image, source)?
+            } else {
+                step.op.apply(image)?
+            };
             timings.push((step.name, started.elapsed()));
         }
         Ok(image)
@@ -91,7 +108,12 @@ mod tests {
             max_frames: 1,
         };
         let err = pipeline
-            .run(image::RgbaImage::new(10, 10), &limits, &mut Vec::new())
+            .run(
+                image::RgbaImage::new(10, 10),
+                (10, 10),
+                &limits,
+                &mut Vec::new(),
+            )
             .unwrap_err();
         assert_eq!(err.code(), "image_too_large");
     }

@@ -2,8 +2,12 @@ use std::time::{Duration, Instant};
 
 use pixelmill_core::{ImageFormat, OutputSpec};
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::animation;
 use crate::decode::decode;
 use crate::encode::{encode, resolve};
+use crate::sniff::sniff;
 use crate::{EngineError, Limits, Pipeline};
 
 /// The encoded result of a job, with per-stage timings for metrics.
@@ -17,8 +21,9 @@ pub struct Rendered {
     pub op_timings: Vec<(&'static str, Duration)>,
 }
 
-/// Decodes `input` (first frame, EXIF orientation applied, reduced to 8-bit RGBA), runs the
-/// pipeline and encodes to `output`.
+/// Decodes `input` (EXIF orientation applied, reduced to 8-bit RGBA), runs the pipeline and
+/// encodes to `output`. An animated GIF or WebP going to an animated format has every frame
+/// processed; otherwise the first frame is.
 pub fn process(
     input: &[u8],
     pipeline: &Pipeline,
@@ -27,12 +32,38 @@ pub fn process(
 ) -> Result<Rendered, EngineError> {
     crate::check_output(output).map_err(EngineError::Encode)?;
     let mut timings = Vec::with_capacity(pipeline.len() + 2);
+    let input_format = sniff(input)?;
+    let format = resolve(output.format, input_format)?;
+    if matches!(format, ImageFormat::Gif | ImageFormat::Webp) {
+        // Decoders are third-party code fed hostile input: a panic must become a clean rejection.
+        let animated = catch_unwind(AssertUnwindSafe(|| {
+            let Some(animation) = animation::open(input, input_format, limits)? else {
+                return Ok(None);
+            };
+            animation::process(animation, pipeline, format, output.quality, limits, &mut timings)
+                .map(Some)
+        }))
+        .unwrap_or_else(|_| {
+            Err(EngineError::Corrupt(format!(
+                "the {} decoder could not make sense of this animation; re-export it and upload                  it again",
+                input_format.as_str()
+            )))
+        })?;
+        if let Some((bytes, width, height)) = animated {
+            return Ok(Rendered {
+                bytes,
+                format,
+                width,
+                height,
+                op_timings: timings,
+            });
+        }
+    }
     let started = Instant::now();
-    let decoded = decode(input, limits)?;
+    let decoded = decode(input, limits, |w, h| pipeline.min_decode_scale(w, h))?;
     timings.push(("decode", started.elapsed()));
-    let format = resolve(output.format, decoded.format)?;
 
-    let image = pipeline.run(decoded.image, limits, &mut timings)?;
+    let image = pipeline.run(decoded.image, decoded.source, limits, &mut timings)?;
 
     let started = Instant::now();
     let bytes = encode(&image, format, output.quality)?;

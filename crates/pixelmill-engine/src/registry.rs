@@ -104,6 +104,30 @@ mod tests {
         for op in ["brightness", "contrast", "blur", "sharpen", "expr"] {
             assert!(ops.contains(&op), "{op} missing from {ops:?}");
         }
+        for op in [
+            "gamma",
+            "saturation",
+            "hue_rotate",
+            "tint",
+            "duotone",
+            "threshold",
+            "posterize",
+            "pixelate",
+            "vignette",
+            "edges",
+            "emboss",
+            "convolve",
+            "median",
+            "unsharp",
+            "pad",
+            "trim",
+            "round_corners",
+            "smart_crop",
+        ] {
+            assert!(ops.contains(&op), "{op} missing from {ops:?}");
+        }
+        let unique: std::collections::HashSet<&str> = ops.iter().copied().collect();
+        assert_eq!(unique.len(), ops.len(), "duplicate op names in {ops:?}");
         let resize = &schema[0];
         assert_eq!(resize["params"][0]["name"], "width");
         assert_eq!(resize["params"][0]["type"], "integer");
@@ -151,6 +175,46 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    /// The colour, neighbourhood and geometry filters on tiny and one-pixel-thin images: none
+    /// panics at the edges, and `output_size` predicts the result (`trim` only bounds it).
+    #[test]
+    fn filters_handle_thin_images_and_predict_their_size() {
+        use crate::filters::testutil::{op, pattern};
+        let cases = [
+            ("gamma", json!({"gamma": 2})),
+            ("saturation", json!({"factor": 2})),
+            ("hue_rotate", json!({"degrees": 90})),
+            ("tint", json!({"color": "#ff0000"})),
+            ("duotone", json!({})),
+            ("threshold", json!({})),
+            ("posterize", json!({})),
+            ("pixelate", json!({"size": 3})),
+            ("vignette", json!({})),
+            ("edges", json!({})),
+            ("emboss", json!({})),
+            ("convolve", json!({"kernel": "1,2,1;2,4,2;1,2,1"})),
+            ("median", json!({"radius": 3})),
+            ("unsharp", json!({})),
+            ("pad", json!({"left": 2, "bottom": 1})),
+            ("trim", json!({})),
+            ("round_corners", json!({"radius": 3})),
+            ("smart_crop", json!({"width": 2, "height": 5})),
+        ];
+        for (name, params) in cases {
+            let def = BUILTIN.iter().find(|f| f.op == name).unwrap();
+            let filter = op(def, params);
+            for (w, h) in [(1, 1), (1, 7), (7, 1), (4, 3)] {
+                let out = filter.apply(pattern(w, h)).unwrap();
+                let (pw, ph) = filter.output_size(w, h);
+                if name == "trim" {
+                    assert!(out.width() <= pw && out.height() <= ph, "{name} {w}x{h}");
+                } else {
+                    assert_eq!(out.dimensions(), (pw, ph), "{name} {w}x{h}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -55,6 +55,24 @@ pub struct Config {
     pub webhook_retry_window: Duration,
     /// This node's id in the scheduler's raft group. Default 1.
     pub node_id: u64,
+    /// Key for signed render URLs: when set, `GET /v1/images/{id}/render` needs a valid `sig`.
+    /// Default: none (render URLs are open).
+    #[serde(skip_serializing)]
+    pub render_signing_key: Option<String>,
+    /// Bytes of renditions cached in memory; 0 turns the memory tier off. Default 256 MiB.
+    pub render_cache_bytes: u64,
+    /// Whether renditions are also kept in the blob store as a second cache tier. Default true.
+    pub render_store: bool,
+    /// Renditions computed at once. Default: the number of CPUs.
+    pub render_concurrency: usize,
+    /// Render requests that may wait for a slot; more get 503 `overloaded`. Default 64.
+    pub render_queue: usize,
+    /// Longest a render request waits plus computes before it gets 503. Default 10 s.
+    #[serde(with = "duration_text")]
+    pub render_deadline: Duration,
+    /// Estimated cost above which a render is answered 202 and run as a job. Default 1 000 000 000
+    /// (a few seconds of CPU; a 12 MP thumbnail is about 40 000 000).
+    pub render_max_cost: u64,
 }
 
 impl Default for Config {
@@ -80,6 +98,13 @@ impl Default for Config {
             sweep_interval: Duration::from_secs(60),
             webhook_retry_window: Duration::from_secs(25 * 3600),
             node_id: 1,
+            render_signing_key: None,
+            render_cache_bytes: 256 * 1024 * 1024,
+            render_store: true,
+            render_concurrency: cpus,
+            render_queue: 64,
+            render_deadline: Duration::from_secs(10),
+            render_max_cost: 1_000_000_000,
         }
     }
 }

@@ -28,7 +28,7 @@ pub use config::Config;
 pub use runner::{JobExecutor, JobFailure, JobRef, JobRunner};
 
 use api_actor::{ApiActor, ApiArgs};
-use pixelmill_api::{ApiSettings, AppState, HttpMetrics};
+use pixelmill_api::{ApiSettings, AppState, HttpMetrics, RenderSettings, Renderer};
 use pixelmill_engine::{Limits, Registry};
 use pixelmill_notify::{JobEvents, NotifyMetrics, WebhookConfig, WebhookDelivery};
 use pixelmill_sched::{SchedConfig, Scheduler};
@@ -146,6 +146,10 @@ impl Node {
                 idempotency_ttl: Duration::from_secs(86_400),
                 queue_bound: config.queue_bound,
             },
+            render: Arc::new(
+                Renderer::new(render_settings(&config, limits), &prometheus)
+                    .map_err(metrics_err)?,
+            ),
             http_metrics,
             prometheus,
             work_available: work_available.clone(),
@@ -271,5 +275,21 @@ impl Node {
         self.wait().await;
         self.sched.shutdown().await?;
         Ok(())
+    }
+}
+
+fn render_settings(config: &Config, limits: Limits) -> RenderSettings {
+    RenderSettings {
+        signing_key: config
+            .render_signing_key
+            .as_ref()
+            .map(|key| key.as_bytes().to_vec()),
+        cache_bytes: config.render_cache_bytes,
+        store_results: config.render_store,
+        max_concurrent: config.render_concurrency,
+        max_waiting: config.render_queue,
+        deadline: config.render_deadline,
+        max_cost: config.render_max_cost,
+        limits,
     }
 }

@@ -44,11 +44,7 @@ pub async fn download(
     );
     common.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     common.insert(header::CONTENT_TYPE, header_value(&link.content_type));
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
+    if etag_matches(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, common).into_response());
     }
     let len = link.bytes;
@@ -81,6 +77,14 @@ pub async fn download(
             }
         },
     }
+}
+
+/// Whether `If-None-Match` names `etag` (or `*`), so the client's copy is current: answer 304.
+pub(crate) fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
 }
 
 fn header_value(s: &str) -> HeaderValue {

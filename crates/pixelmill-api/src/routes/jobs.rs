@@ -6,9 +6,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use pixelmill_core::{
-    now_ms, sha256_hex, IdempotencyRecord, JobId, JobRecord, JobSpec, JobStatus, NotifySpec,
-    OutputSpec, PipelineStep, TenantId,
+    now_ms, sha256_hex, IdempotencyRecord, ImageRecord, JobId, JobRecord, JobSpec, JobStatus,
+    NotifySpec, OutputSpec, PipelineStep, TenantId,
 };
+use pixelmill_engine::Pipeline;
 use pixelmill_meta::Inserted;
 use pixelmill_sched::JobTicket;
 use serde::Deserialize;
@@ -52,13 +53,26 @@ pub async fn create(
         },
         None => JobId::generate(),
     };
-    admit(&state)?;
-
     let spec = JobSpec {
         pipeline: request.pipeline,
         output: request.output,
         notify: request.notify,
     };
+    let job = submit(&state, tenant, &image, &pipeline, spec, job_id).await?;
+    Ok(accepted(&state, &job, StatusCode::ACCEPTED))
+}
+
+/// Admits, stores and queues a validated job; also how a render too heavy to answer inline
+/// becomes a job.
+pub(crate) async fn submit(
+    state: &AppState,
+    tenant: TenantId,
+    image: &ImageRecord,
+    pipeline: &Pipeline,
+    spec: JobSpec,
+    job_id: JobId,
+) -> ApiResult<JobRecord> {
+    admit(state)?;
     let mut job = JobRecord::queued(tenant.clone(), job_id, image.id.clone(), spec, now_ms());
     state.meta.put_job(&job).await?;
     let ticket = JobTicket {
@@ -75,7 +89,7 @@ pub async fn create(
         return Err(err.into());
     }
     state.work_available.notify_waiters();
-    Ok(accepted(&state, &job, StatusCode::ACCEPTED))
+    Ok(job)
 }
 
 /// `GET /v1/jobs/{id}`.
@@ -96,7 +110,7 @@ pub(crate) async fn find(state: &AppState, tenant: &TenantId, id: &str) -> ApiRe
         .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))
 }
 
-fn accepted(state: &AppState, job: &JobRecord, status: StatusCode) -> Response {
+pub(crate) fn accepted(state: &AppState, job: &JobRecord, status: StatusCode) -> Response {
     let status_url = format!(
         "{}/v1/jobs/{}",
         state.settings.public_url.trim_end_matches('/'),

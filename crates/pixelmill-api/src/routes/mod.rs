@@ -6,3 +6,4 @@ pub mod filters;
 pub mod images;
 pub mod jobs;
 pub mod ops;
+pub mod render;

@@ -10,6 +10,7 @@ mod flow;
 mod idempotency;
 mod overload;
 mod process;
+mod render;
 
 use pixelmill_testkit::{Client, Server};
 use tempfile::TempDir;

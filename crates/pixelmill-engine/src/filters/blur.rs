@@ -49,11 +49,15 @@ mod tests {
 
     #[test]
     fn constant_image_is_unchanged() {
-        let img = RgbaImage::from_pixel(12, 9, image::Rgba([13, 130, 240, 200]));
-        let out = op(&FILTER, json!({"sigma": 2.5}))
-            .apply(img.clone())
-            .unwrap();
-        assert_eq!(out, img);
+        let blur = op(&FILTER, json!({"sigma": 2.5}));
+        let opaque = RgbaImage::from_pixel(12, 9, image::Rgba([13, 130, 240, 255]));
+        assert_eq!(blur.apply(opaque.clone()).unwrap(), opaque);
+        // Translucent pixels go through 8-bit premultiplied alpha: at most one level off.
+        let translucent = RgbaImage::from_pixel(12, 9, image::Rgba([13, 130, 240, 200]));
+        let out = blur.apply(translucent.clone()).unwrap();
+        for (a, b) in out.pixels().zip(translucent.pixels()) {
+            assert!((0..4).all(|c| a[c].abs_diff(b[c]) <= 1), "{a:?} vs {b:?}");
+        }
     }
 
     #[test]

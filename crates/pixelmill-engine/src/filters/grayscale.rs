@@ -2,7 +2,7 @@ use image::RgbaImage;
 
 use super::{FilterDef, Op};
 use crate::params::{Args, ParamError};
-use crate::pixels::{clamp_u8, map_rgb};
+use crate::pixels::{clamp_u8, luma, map_rgb};
 use crate::EngineError;
 
 pub(crate) const FILTER: FilterDef = FilterDef {
@@ -20,13 +20,9 @@ fn build(_: &Args) -> Result<Box<dyn Op>, ParamError> {
     Ok(Box::new(Grayscale))
 }
 
-fn luma([r, g, b]: [u8; 3]) -> u8 {
-    clamp_u8(0.2126 * f64::from(r) + 0.7152 * f64::from(g) + 0.0722 * f64::from(b))
-}
-
 impl Op for Grayscale {
     fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
-        map_rgb(&mut image, |rgb| [luma(rgb); 3]);
+        map_rgb(&mut image, |rgb| [clamp_u8(luma(rgb)); 3]);
         Ok(image)
     }
 }
@@ -51,7 +47,7 @@ mod tests {
             assert_eq!(dst[3], src[3]);
         }
         // Pure primaries land on their coefficients.
-        assert_eq!(luma([0, 255, 0]), 182);
-        assert_eq!(luma([0, 0, 255]), 18);
+        assert_eq!(clamp_u8(luma([0, 255, 0])), 182);
+        assert_eq!(clamp_u8(luma([0, 0, 255])), 18);
     }
 }

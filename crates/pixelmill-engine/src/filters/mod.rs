@@ -11,16 +11,34 @@ use crate::EngineError;
 mod blur;
 mod brightness;
 mod contrast;
+mod convolve;
 mod crop;
+mod duotone;
+mod edges;
+mod emboss;
 mod expr;
 mod flip;
 mod flop;
+mod gamma;
 mod grayscale;
+mod hue_rotate;
 mod invert;
+mod median;
+mod pad;
+mod pixelate;
+mod posterize;
 mod resize;
 mod rotate;
+mod round_corners;
+mod saturation;
 mod sepia;
 mod sharpen;
+mod smart_crop;
+mod threshold;
+mod tint;
+mod trim;
+mod unsharp;
+mod vignette;
 
 #[derive(Debug)]
 pub(crate) struct FilterDef {
@@ -37,6 +55,22 @@ pub(crate) trait Op: Send + Sync + Debug {
     /// The size `apply` will produce, so limits and costs are known before running.
     fn output_size(&self, width: u32, height: u32) -> (u32, u32) {
         (width, height)
+    }
+
+    /// For a downscaling op: the smallest fraction of a `width`×`height` source it needs to
+    /// produce the same output, so a decoder may shrink on load. `None`: needs the full size.
+    fn shrink_on_load(&self, _width: u32, _height: u32) -> Option<f64> {
+        None
+    }
+
+    /// Like `apply` on a `source`-sized image, given that image shrunk on load: the output is
+    /// the one `source` would give. Only called when `shrink_on_load` returned a scale.
+    fn apply_shrunk(
+        &self,
+        image: RgbaImage,
+        _source: (u32, u32),
+    ) -> Result<RgbaImage, EngineError> {
+        self.apply(image)
     }
 
     /// Rough CPU units per output pixel; 1 is one cheap pass over the pixel.
@@ -59,6 +93,27 @@ pub(crate) const BUILTIN: &[FilterDef] = &[
     blur::FILTER,
     sharpen::FILTER,
     expr::FILTER,
+    // Colour and tone.
+    gamma::FILTER,
+    saturation::FILTER,
+    hue_rotate::FILTER,
+    tint::FILTER,
+    duotone::FILTER,
+    threshold::FILTER,
+    posterize::FILTER,
+    vignette::FILTER,
+    // Neighbourhood filters (premultiplied alpha).
+    pixelate::FILTER,
+    edges::FILTER,
+    emboss::FILTER,
+    convolve::FILTER,
+    median::FILTER,
+    unsharp::FILTER,
+    // Geometry.
+    pad::FILTER,
+    trim::FILTER,
+    round_corners::FILTER,
+    smart_crop::FILTER,
 ];
 
 /// Test helpers shared by the filter tests: build an op from JSON params via the real parser.

@@ -87,15 +87,50 @@ impl Op for Resize {
         4
     }
 
+    fn shrink_on_load(&self, width: u32, height: u32) -> Option<f64> {
+        let (w, h) = self.output_size(width, height);
+        let scale = (f64::from(w) / f64::from(width)).max(f64::from(h) / f64::from(height));
+        (scale < 1.0).then_some(scale * SHRINK_ON_LOAD_HEADROOM)
+    }
+
     fn apply(&self, image: RgbaImage) -> Result<RgbaImage, EngineError> {
-        let (w, h) = self.output_size(image.width(), image.height());
+        let source = image.dimensions();
+        self.resize(image, source)
+    }
+
+    fn apply_shrunk(&self, image: RgbaImage, source: (u32, u32)) -> Result<RgbaImage, EngineError> {
+        self.resize(image, source)
+    }
+}
+
+/// How much larger than the target a shrunk-on-load image stays, so the Lanczos pass (not the
+/// decoder's block average) does the final filtering.
+const SHRINK_ON_LOAD_HEADROOM: f64 = 1.0;
+
+impl Resize {
+    /// Resizes `image`, which shows a `source`-sized picture (smaller when shrunk on load), to
+    /// the output `source` calls for.
+    fn resize(&self, image: RgbaImage, source: (u32, u32)) -> Result<RgbaImage, EngineError> {
+        let (w, h) = self.output_size(source.0, source.1);
         if (w, h) == image.dimensions() {
             return Ok(image);
         }
-        let mut options =
-            ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+        // Premultiplying is only needed where something is translucent (never for JPEG input).
+        let opaque = image.as_raw().chunks_exact(4).all(|p| p[3] == 255);
+        let mut options = ResizeOptions::new()
+            .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
+            .use_alpha(!opaque);
         if self.fit == Fit::Cover {
-            options = options.fit_into_destination(Some((0.5, 0.5)));
+            // The centred box of the source with the output's aspect, in the image's pixels.
+            let (iw, ih) = (f64::from(image.width()), f64::from(image.height()));
+            let scale =
+                (f64::from(w) / f64::from(source.0)).max(f64::from(h) / f64::from(source.1));
+            let to_image = iw / f64::from(source.0);
+            let (crop_w, crop_h) = (
+                (f64::from(w) / scale * to_image).min(iw),
+                (f64::from(h) / scale * to_image).min(ih),
+            );
+            options = options.crop((iw - crop_w) / 2.0, (ih - crop_h) / 2.0, crop_w, crop_h);
         }
         let mut out = RgbaImage::new(w, h);
         Resizer::new()
@@ -157,6 +192,28 @@ mod tests {
             "{out:?}"
         );
         assert_eq!(out.get_pixel(5, 5).0, [0, 255, 0, 255]);
+    }
+
+    #[test]
+    fn shrunk_input_gives_the_output_of_its_source() {
+        let resize = op(&FILTER, json!({"width": 30, "height": 30, "fit": "cover"}));
+        // 4:3 source shrunk to a rounded 3:2-ish size still gives the square crop of the source.
+        assert_eq!(
+            resize.shrink_on_load(400, 300),
+            Some(0.1 * SHRINK_ON_LOAD_HEADROOM)
+        );
+        let out = resize.apply_shrunk(pattern(50, 38), (400, 300)).unwrap();
+        assert_eq!(out.dimensions(), (30, 30));
+        let contain = op(&FILTER, json!({"width": 100}));
+        // 1001x667 -> 100x67: the taller side needs the larger fraction.
+        let scale = contain.shrink_on_load(1001, 667).unwrap();
+        assert!((scale - 67.0 / 667.0 * SHRINK_ON_LOAD_HEADROOM).abs() < 1e-9);
+        let out = contain.apply_shrunk(pattern(126, 84), (1001, 667)).unwrap();
+        assert_eq!(out.dimensions(), contain.output_size(1001, 667));
+        assert_eq!(
+            op(&FILTER, json!({"width": 2000})).shrink_on_load(1000, 500),
+            None
+        );
     }
 
     #[test]

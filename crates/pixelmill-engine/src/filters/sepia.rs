@@ -2,7 +2,7 @@ use image::RgbaImage;
 
 use super::{FilterDef, Op};
 use crate::params::{Args, ParamError};
-use crate::pixels::{clamp_u8, map_rgb};
+use crate::pixels::map_matrix;
 use crate::EngineError;
 
 pub(crate) const FILTER: FilterDef = FilterDef {
@@ -27,9 +27,7 @@ fn build(_: &Args) -> Result<Box<dyn Op>, ParamError> {
 
 impl Op for Sepia {
     fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
-        map_rgb(&mut image, |rgb| {
-            MATRIX.map(|row| clamp_u8(row.iter().zip(rgb).map(|(k, c)| k * f64::from(c)).sum()))
-        });
+        map_matrix(&mut image, &MATRIX);
         Ok(image)
     }
 }

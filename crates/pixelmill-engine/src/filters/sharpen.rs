@@ -2,7 +2,7 @@ use image::RgbaImage;
 
 use super::{FilterDef, Op};
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
-use crate::pixels::{clamp_u8, gaussian_blur, kernel_taps};
+use crate::pixels::{kernel_taps, unsharp_mask};
 use crate::EngineError;
 
 pub(crate) const FILTER: FilterDef = FilterDef {
@@ -50,15 +50,8 @@ impl Op for Sharpen {
         2 * kernel_taps(self.sigma) + 1
     }
 
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
-        let blurred = gaussian_blur(&image, self.sigma);
-        for (px, soft) in image.pixels_mut().zip(blurred.pixels()) {
-            for c in 0..3 {
-                let (v, s) = (f64::from(px[c]), f64::from(soft[c]));
-                px[c] = clamp_u8(v + self.amount * (v - s));
-            }
-        }
-        Ok(image)
+    fn apply(&self, image: RgbaImage) -> Result<RgbaImage, EngineError> {
+        Ok(unsharp_mask(image, self.sigma, self.amount, 0.0))
     }
 }
 

@@ -1,0 +1,296 @@
+//! `GET /v1/images/{id}/render?ops=…&format=…[&quality=…][&sig=…]`: the pipeline applied on
+//! the fly. The response is a pure function of the stored original and the canonical request, so
+//! its hash is the cache key, the ETag and the blob key of the second cache tier.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
+use pixelmill_blob::BlobError;
+use pixelmill_core::{
+    sha256_hex, BlobKey, ImageFormat, ImageRecord, JobId, JobSpec, NotifySpec, OutputFormat,
+    OutputSpec, PipelineStep,
+};
+use serde::Deserialize;
+use sha2::Sha256;
+
+use super::downloads::etag_matches;
+use crate::render::{Lookup, Rendition, Source};
+use crate::tenant::Tenant;
+use crate::{ApiError, ApiResult, AppState};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenderQuery {
+    #[serde(default)]
+    ops: String,
+    #[serde(default)]
+    format: Option<String>,
+    quality: Option<u8>,
+    sig: Option<String>,
+}
+
+pub async fn render(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    query: Result<Query<RenderQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "the render query is malformed ({e}); use ops=<compact pipeline>, format=jpeg|png|\
+             webp|gif|auto|original, quality=1..100 and, when required, sig"
+        ))
+    })?;
+    let settings = state.render.settings();
+    if let Some(key) = &settings.signing_key {
+        verify_signature(
+            key,
+            uri.path(),
+            uri.query().unwrap_or(""),
+            query.sig.as_deref(),
+        )?;
+    }
+    let steps = if query.ops.trim().is_empty() {
+        Vec::new()
+    } else {
+        PipelineStep::parse_compact(&query.ops).map_err(|e| {
+            ApiError::invalid_pipeline(format!(
+                "ops: {e}; write steps as op:param=value,param=value separated by |, e.g. \
+             resize:width=300|grayscale"
+            ))
+        })?
+    };
+    let pipeline = state.registry.compile(&steps)?;
+    let (requested, negotiated) = requested_format(query.format.as_deref(), &headers)?;
+    let output = OutputSpec {
+        format: requested,
+        quality: query.quality,
+    };
+    pixelmill_engine::check_output(&output)
+        .map_err(|msg| ApiError::invalid_pipeline(format!("format/quality: {msg}")))?;
+    let image = super::images::find(&state, &tenant, &id).await?;
+    let format = pixelmill_engine::resolve_output(output.format, image.format)?;
+
+    let key = cache_key(&image, &steps, format, output.quality);
+    let etag = format!("\"{}\"", &key[..32]);
+    let respond = |rendition: &Rendition, source: Source| {
+        let mut response = Body::from(rendition.bytes.clone()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(format.mime()),
+        );
+        headers.insert(
+            "x-pixelmill-cache",
+            HeaderValue::from_static(source.as_str()),
+        );
+        insert_caching(headers, &etag, negotiated);
+        response
+    };
+    if etag_matches(&headers, &etag) {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        insert_caching(response.headers_mut(), &etag, negotiated);
+        return Ok(response);
+    }
+    if let Some(hit) = state.render.cached(&key) {
+        return Ok(respond(&hit, Source::Memory));
+    }
+
+    let blob_key = BlobKey::rendition(&key);
+    if pipeline.estimate_cost(image.width, image.height) > settings.max_cost {
+        if let Some(bytes) = stored(&state, &blob_key).await? {
+            return Ok(respond(&Rendition { bytes, format }, Source::Store));
+        }
+        let spec = JobSpec {
+            pipeline: steps,
+            output,
+            notify: NotifySpec::default(),
+        };
+        let job =
+            super::jobs::submit(&state, tenant, &image, &pipeline, spec, JobId::generate()).await?;
+        return Ok(super::jobs::accepted(&state, &job, StatusCode::ACCEPTED));
+    }
+
+    let pipeline = Arc::new(pipeline);
+    let limits = settings.limits;
+    let lookup = || async {
+        if let Some(bytes) = stored(&state, &blob_key).await? {
+            return Ok(Lookup::Stored(Rendition { bytes, format }));
+        }
+        let original = state.blob.get(&image.blob_key).await?;
+        Ok(Lookup::Compute(move || {
+            let rendered = pixelmill_engine::process(&original, &pipeline, &output, &limits)?;
+            Ok(Rendition {
+                bytes: rendered.bytes.into(),
+                format: rendered.format,
+            })
+        }))
+    };
+    let (blob, blob_key) = (state.blob.clone(), blob_key.clone());
+    let save = |rendition: Arc<Rendition>| async move {
+        // Losing the second-tier copy costs a recomputation later, never a wrong answer.
+        if let Err(err) = blob.put(&blob_key, rendition.bytes.clone()).await {
+            tracing::warn!(%err, key = %blob_key, "could not store a rendition");
+        }
+    };
+    let (rendition, source) = state.render.get_or_render(&key, lookup, save).await?;
+    Ok(respond(&rendition, source))
+}
+
+/// The second tier: a rendition stored earlier, or `None`.
+async fn stored(state: &AppState, key: &BlobKey) -> ApiResult<Option<bytes::Bytes>> {
+    if !state.render.settings().store_results {
+        return Ok(None);
+    }
+    match state.blob.get(key).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(BlobError::NotFound(_)) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Renditions never change for a URL (the original is immutable), so caches may keep them; with
+/// `format=auto` the bytes depend on `Accept`, which caches must key on too.
+fn insert_caching(headers: &mut HeaderMap, etag: &str, negotiated: bool) {
+    if let Ok(etag) = HeaderValue::from_str(etag) {
+        headers.insert(header::ETAG, etag);
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    if negotiated {
+        headers.insert(header::VARY, HeaderValue::from_static("accept"));
+    }
+}
+
+/// The output format asked for, and whether it was negotiated from `Accept` (`format=auto`).
+/// Without `format` the original's format is kept.
+fn requested_format(format: Option<&str>, headers: &HeaderMap) -> ApiResult<(OutputFormat, bool)> {
+    let Some(name) = format else {
+        return Ok((OutputFormat::Original, false));
+    };
+    if name == "auto" {
+        let accept = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        // AVIF joins the list once the engine encodes it.
+        let format = if accepts(accept, "image/webp") {
+            OutputFormat::Webp
+        } else {
+            OutputFormat::Jpeg
+        };
+        return Ok((format, true));
+    }
+    serde_json::from_value(serde_json::Value::String(name.to_owned()))
+        .map(|format| (format, false))
+        .map_err(|_| {
+            ApiError::invalid_pipeline(format!(
+                "format: unknown output format {name:?}; use jpeg, png, webp, gif, auto (picks \
+                 from the Accept header) or original"
+            ))
+        })
+}
+
+/// Whether an `Accept` header lists `mime` with a non-zero quality.
+fn accepts(accept: &str, mime: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        parts.next() == Some(mime)
+            && parts.all(|p| {
+                p.strip_prefix("q=")
+                    .is_none_or(|q| q.parse::<f32>().is_ok_and(|q| q > 0.0))
+            })
+    })
+}
+
+/// Hash of everything the bytes depend on: the original's content and the canonical request
+/// (parameters are kept sorted by the step's map, and the format is resolved).
+fn cache_key(
+    image: &ImageRecord,
+    steps: &[PipelineStep],
+    format: ImageFormat,
+    quality: Option<u8>,
+) -> String {
+    let canonical = serde_json::json!({
+        "input": image.sha256,
+        "pipeline": steps,
+        "format": format.as_str(),
+        "quality": quality,
+    });
+    sha256_hex(canonical.to_string().as_bytes())
+}
+
+/// `sig` must be the hex HMAC-SHA256, under the render signing key, of the path and the query
+/// exactly as sent with the `sig` parameter removed: `/v1/images/{id}/render?ops=…&format=…`.
+fn verify_signature(key: &[u8], path: &str, query: &str, sig: Option<&str>) -> ApiResult<()> {
+    let unauthorized = |what: &str| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!(
+                "{what}: this server signs render URLs; add sig=<hex HMAC-SHA256 of the path and \
+                 query without sig, under the render signing key> (see docs/API.md, Real-time \
+                 renders)"
+            ),
+        )
+    };
+    let sig = sig.ok_or_else(|| unauthorized("the render URL has no `sig`"))?;
+    let sig = hex::decode(sig).map_err(|_| unauthorized("`sig` is not hex"))?;
+    let unsigned: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !pair.starts_with("sig="))
+        .collect();
+    let message = format!("{path}?{}", unsigned.join("&"));
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(message.as_bytes());
+    mac.verify_slice(&sig)
+        .map_err(|_| unauthorized("`sig` does not match this URL"))
+}
+
+/// The `sig` value for a render URL's path and query; clients compute the same.
+pub fn sign(key: &[u8], path_and_query: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(path_and_query.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_lists_are_read_with_their_quality() {
+        assert!(accepts("image/avif,image/webp,*/*;q=0.8", "image/webp"));
+        assert!(accepts("image/webp;q=0.5", "image/webp"));
+        assert!(!accepts("image/webp;q=0", "image/webp"));
+        assert!(!accepts("image/png,*/*", "image/webp"));
+        assert!(!accepts("", "image/webp"));
+    }
+
+    #[test]
+    fn signatures_cover_path_and_query_without_sig() {
+        let key = b"secret";
+        let path = "/v1/images/img_1/render";
+        let sig = sign(key, &format!("{path}?ops=grayscale&format=png"));
+        let with_sig = format!("ops=grayscale&format=png&sig={sig}");
+        assert!(verify_signature(key, path, &with_sig, Some(&sig)).is_ok());
+        // sig may sit anywhere in the query.
+        let first = format!("sig={sig}&ops=grayscale&format=png");
+        assert!(verify_signature(key, path, &first, Some(&sig)).is_ok());
+        let tampered = format!("ops=invert&format=png&sig={sig}");
+        let err = verify_signature(key, path, &tampered, Some(&sig)).unwrap_err();
+        assert_eq!(err.code(), "unauthorized");
+        assert!(verify_signature(key, path, "ops=grayscale", None).is_err());
+        assert!(verify_signature(b"other", path, &with_sig, Some(&sig)).is_err());
+        assert!(verify_signature(key, path, &with_sig, Some("zz")).is_err());
+    }
+}

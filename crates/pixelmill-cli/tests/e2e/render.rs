@@ -1,0 +1,238 @@
+use crate::{decode, spawn_app};
+use pixelmill_testkit::jpeg;
+use reqwest::StatusCode;
+use std::time::Duration;
+
+fn render_path(image: &str, query: &str) -> String {
+    format!("/v1/images/{image}/render?{query}")
+}
+
+/// Renders on the fly with the right type and size, then serves the memory tier, honours
+/// If-None-Match, negotiates `format=auto` from Accept and refuses bad requests with their codes.
+#[tokio::test]
+async fn renders_caches_negotiates_and_refuses_bad_requests() {
+    let app = spawn_app(&[]);
+    let c = app.client.clone();
+    let image = c.upload_ok(jpeg(400, 300)).await;
+    let url = c.url(&render_path(
+        &image,
+        "ops=resize:width=100|grayscale&format=png",
+    ));
+
+    let first = c.http.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["content-type"], "image/png");
+    assert_eq!(first.headers()["x-pixelmill-cache"], "miss");
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let bytes = first.bytes().await.unwrap();
+    let out = decode(&bytes).to_rgba8();
+    assert_eq!(out.dimensions(), (100, 75));
+    assert!(
+        out.pixels().all(|p| p[0] == p[1] && p[1] == p[2]),
+        "grayscale"
+    );
+
+    let again = c.http.get(&url).send().await.unwrap();
+    assert_eq!(again.headers()["x-pixelmill-cache"], "memory");
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(again.bytes().await.unwrap(), bytes);
+    let not_modified = c
+        .http
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
+
+    let auto = c.url(&render_path(&image, "ops=resize:width=50&format=auto"));
+    let webp = c
+        .http
+        .get(&auto)
+        .header("accept", "image/avif,image/webp,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(webp.headers()["content-type"], "image/webp");
+    assert_eq!(webp.headers()["vary"], "accept");
+    let plain = c.http.get(&auto).send().await.unwrap();
+    assert_eq!(plain.headers()["content-type"], "image/jpeg");
+    assert_ne!(plain.headers()["etag"], webp.headers()["etag"]);
+
+    for (query, status, code) in [
+        ("ops=resize:width=0", 422, "invalid_pipeline"),
+        ("ops=explode", 422, "invalid_pipeline"),
+        ("ops=resize:width=10&format=tga", 422, "invalid_pipeline"),
+        ("ops=resize:width=10&quality=500", 400, "bad_request"),
+    ] {
+        let (got, body) = c.get_json(&render_path(&image, query)).await;
+        assert_eq!(
+            (got.as_u16(), body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{query}: {body}"
+        );
+    }
+    let (status, body) = c
+        .get_json(&render_path(
+            "img_00000000000000000000000000000000",
+            "ops=grayscale",
+        ))
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+}
+
+/// 100 identical concurrent requests compute the rendition once and all get the same bytes.
+#[tokio::test]
+async fn identical_concurrent_renders_compute_once() {
+    let app = spawn_app(&[("PIXELMILL_RENDER_STORE", "false")]);
+    let c = app.client.clone();
+    let image = c.upload_ok(jpeg(1200, 900)).await;
+    let url = c.url(&render_path(
+        &image,
+        "ops=blur:sigma=4|resize:width=300&format=webp",
+    ));
+    let requests = (0..100).map(|_| {
+        let (http, url) = (c.http.clone(), url.clone());
+        tokio::spawn(async move {
+            let response = http.get(&url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.bytes().await.unwrap()
+        })
+    });
+    let bodies: Vec<_> = futures::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(bodies.iter().all(|b| *b == bodies[0]));
+    let metrics = c.get_text("/metrics").await;
+    assert!(
+        metrics.contains("pixelmill_render_served_total{source=\"miss\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("pixelmill_render_compute_seconds_count 1\n"));
+}
+
+/// With a signing key, render URLs need `sig` over their path and query.
+#[tokio::test]
+async fn signed_render_urls_are_enforced() {
+    let key = "render-key";
+    let app = spawn_app(&[("PIXELMILL_RENDER_SIGNING_KEY", key)]);
+    let c = app.client.clone();
+    let image = c.upload_ok(jpeg(64, 48)).await;
+    let path = render_path(&image, "ops=resize:width=32&format=png");
+    let sig = pixelmill_api::sign_render_url(key.as_bytes(), &path);
+
+    let (status, body) = c.get_json(&path).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("sig="));
+    let signed = c
+        .http
+        .get(c.url(&format!("{path}&sig={sig}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 200);
+    let tampered = render_path(&image, "ops=resize:width=33&format=png");
+    let (status, _) = c.get_json(&format!("{tampered}&sig={sig}")).await;
+    assert_eq!(status, 401);
+}
+
+/// A render whose estimated cost is over the threshold is answered 202 with a job that completes.
+#[tokio::test]
+async fn a_render_too_heavy_to_answer_inline_becomes_a_job() {
+    let app = spawn_app(&[("PIXELMILL_RENDER_MAX_COST", "1000")]);
+    let c = app.client.clone();
+    let image = c.upload_ok(jpeg(200, 100)).await;
+    let response = c
+        .http
+        .get(c.url(&render_path(&image, "ops=resize:width=50&format=png")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    assert!(response.headers().contains_key("location"));
+    let job: serde_json::Value = response.json().await.unwrap();
+    let done = c
+        .wait_job(job["id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["output"]["width"], 50, "{done}");
+}
+
+/// Renditions are kept in the blob store too, so a restarted node serves them without computing.
+#[tokio::test]
+async fn the_blob_store_tier_survives_a_restart() {
+    let mut app = spawn_app(&[]);
+    let image = app.client.upload_ok(jpeg(300, 200)).await;
+    let path = render_path(&image, "ops=sepia&format=jpeg&quality=70");
+    let first = app
+        .client
+        .http
+        .get(app.client.url(&path))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.headers()["x-pixelmill-cache"], "miss");
+    let bytes = first.bytes().await.unwrap();
+    // The second-tier write happens after the response; give it a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.server.restart();
+    let c = pixelmill_testkit::Client::new(app.server.base_url());
+    let again = c.http.get(c.url(&path)).send().await.unwrap();
+    assert_eq!(again.headers()["x-pixelmill-cache"], "store");
+    assert_eq!(again.bytes().await.unwrap(), bytes);
+}
+
+/// Over the concurrency limit and its wait queue, renders are shed with 503 + Retry-After
+/// instead of piling up; the admitted ones complete.
+#[tokio::test]
+async fn renders_beyond_the_limit_are_shed_cleanly() {
+    let app = spawn_app(&[
+        ("PIXELMILL_RENDER_CONCURRENCY", "1"),
+        ("PIXELMILL_RENDER_QUEUE", "2"),
+        ("PIXELMILL_RENDER_STORE", "false"),
+        ("PIXELMILL_RENDER_DEADLINE", "120s"),
+    ]);
+    let c = app.client.clone();
+    let image = c.upload_ok(jpeg(400, 300)).await;
+    // Distinct sigmas, so single-flight cannot merge them.
+    let requests = (0..8).map(|i| {
+        let (http, url) = (
+            c.http.clone(),
+            c.url(&render_path(
+                &image,
+                &format!("ops=blur:sigma={}&format=png", 8 + i),
+            )),
+        );
+        tokio::spawn(async move {
+            let response = http.get(&url).send().await.unwrap();
+            let status = response.status().as_u16();
+            let retry_after = response.headers().get("retry-after").is_some();
+            let body = response.text().await.unwrap_or_default();
+            assert!(
+                status == 200 || body.contains("waiting"),
+                "{status}: {body}"
+            );
+            (status, retry_after)
+        })
+    });
+    let results: Vec<_> = futures::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let ok = results.iter().filter(|(s, _)| *s == 200).count();
+    let shed = results
+        .iter()
+        .filter(|(s, retry)| *s == 503 && *retry)
+        .count();
+    assert_eq!(ok + shed, 8, "{results:?}");
+    assert!(ok >= 1 && shed >= 1, "{results:?}");
+}
