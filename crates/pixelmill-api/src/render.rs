@@ -151,7 +151,24 @@ impl Renderer {
             in_flight.entry(key.to_owned()).or_default().clone()
         };
         let result = flight
-            .get_or_init(|| self.fill(key, lookup, save))
+            .get_or_init(|| async {
+                let compute = match lookup().await? {
+                    Lookup::Stored(stored) => {
+                        let stored = Arc::new(stored);
+                        self.remember(key, &stored);
+                        self.metrics.observe(Source::Store);
+                        return Ok((stored, Source::Store));
+                    }
+                    Lookup::Compute(compute) => compute,
+                };
+                let computed = Arc::new(self.compute_in_slot(compute).await?);
+                self.remember(key, &computed);
+                if self.settings.store_results {
+                    tokio::spawn(save(computed.clone()));
+                }
+                self.metrics.observe(Source::Computed);
+                Ok((computed, Source::Computed))
+            })
             .await
             .clone();
         {
@@ -161,37 +178,6 @@ impl Renderer {
             }
         }
         result
-    }
-
-    async fn fill<L, LF, C, S, SF>(
-        &self,
-        key: &str,
-        lookup: L,
-        save: S,
-    ) -> Result<(Arc<Rendition>, Source), ApiError>
-    where
-        L: FnOnce() -> LF,
-        LF: Future<Output = Result<Lookup<C>, ApiError>>,
-        C: FnOnce() -> Result<Rendition, ApiError> + Send + 'static,
-        S: FnOnce(Arc<Rendition>) -> SF,
-        SF: Future<Output = ()> + Send + 'static,
-    {
-        let compute = match lookup().await? {
-            Lookup::Stored(stored) => {
-                let stored = Arc::new(stored);
-                self.remember(key, &stored);
-                self.metrics.observe(Source::Store);
-                return Ok((stored, Source::Store));
-            }
-            Lookup::Compute(compute) => compute,
-        };
-        let computed = Arc::new(self.compute_in_slot(compute).await?);
-        self.remember(key, &computed);
-        if self.settings.store_results {
-            tokio::spawn(save(computed.clone()));
-        }
-        self.metrics.observe(Source::Computed);
-        Ok((computed, Source::Computed))
     }
 
     fn remember(&self, key: &str, rendition: &Arc<Rendition>) {

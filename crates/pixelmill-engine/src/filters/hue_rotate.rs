@@ -1,9 +1,6 @@
-use image::RgbaImage;
-
-use super::{FilterDef, Op};
+use super::{ColorMatrix, FilterDef, Op};
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
-use crate::pixels::{map_matrix, LUMA};
-use crate::EngineError;
+use crate::pixels::LUMA;
 
 pub(crate) const FILTER: FilterDef = FilterDef {
     op: "hue_rotate",
@@ -20,11 +17,6 @@ pub(crate) const FILTER: FilterDef = FilterDef {
     }],
     build,
 };
-
-#[derive(Debug)]
-struct HueRotate {
-    matrix: [[f64; 3]; 3],
-}
 
 /// Rec.709 RGB to (Y, Cb, Cr), chroma unscaled by the usual 0.5 (it cancels on the way back).
 fn to_ycc([r, g, b]: [f64; 3]) -> [f64; 3] {
@@ -51,20 +43,7 @@ fn rotation_matrix(degrees: f64) -> [[f64; 3]; 3] {
 }
 
 fn build(args: &Args) -> Result<Box<dyn Op>, ParamError> {
-    Ok(Box::new(HueRotate {
-        matrix: rotation_matrix(args.num("degrees")),
-    }))
-}
-
-impl Op for HueRotate {
-    fn cost_per_pixel(&self) -> u64 {
-        2
-    }
-
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
-        map_matrix(&mut image, &self.matrix);
-        Ok(image)
-    }
+    Ok(Box::new(ColorMatrix(rotation_matrix(args.num("degrees")))))
 }
 
 #[cfg(test)]
@@ -72,6 +51,7 @@ mod tests {
     use super::*;
     use crate::filters::testutil::{build_err, op, pattern};
     use crate::pixels::luma;
+    use image::RgbaImage;
     use serde_json::json;
 
     fn rotate(degrees: f64, rgba: [u8; 4]) -> [u8; 4] {

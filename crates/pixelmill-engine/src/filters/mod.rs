@@ -79,6 +79,22 @@ pub(crate) trait Op: Send + Sync + Debug {
     }
 }
 
+/// Maps R, G and B through a 3×3 matrix, alpha kept: the shape of every linear colour filter
+/// (sepia, saturation, hue rotation).
+#[derive(Debug)]
+pub(crate) struct ColorMatrix(pub [[f64; 3]; 3]);
+
+impl Op for ColorMatrix {
+    fn cost_per_pixel(&self) -> u64 {
+        2
+    }
+
+    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
+        crate::pixels::map_matrix(&mut image, &self.0);
+        Ok(image)
+    }
+}
+
 pub(crate) const BUILTIN: &[FilterDef] = &[
     resize::FILTER,
     crop::FILTER,

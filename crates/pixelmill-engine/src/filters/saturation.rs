@@ -1,9 +1,6 @@
-use image::RgbaImage;
-
-use super::{FilterDef, Op};
+use super::{ColorMatrix, FilterDef, Op};
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
-use crate::pixels::{map_matrix, LUMA};
-use crate::EngineError;
+use crate::pixels::LUMA;
 
 pub(crate) const FILTER: FilterDef = FilterDef {
     op: "saturation",
@@ -22,11 +19,6 @@ pub(crate) const FILTER: FilterDef = FilterDef {
     build,
 };
 
-#[derive(Debug)]
-struct Saturation {
-    matrix: [[f64; 3]; 3],
-}
-
 /// luma + f x (v - luma) is linear in RGB, so it folds into one matrix: f x I + (1 - f) x L,
 /// where every row of L is the luma weights.
 fn saturation_matrix(factor: f64) -> [[f64; 3]; 3] {
@@ -39,26 +31,14 @@ fn saturation_matrix(factor: f64) -> [[f64; 3]; 3] {
 }
 
 fn build(args: &Args) -> Result<Box<dyn Op>, ParamError> {
-    Ok(Box::new(Saturation {
-        matrix: saturation_matrix(args.num("factor")),
-    }))
-}
-
-impl Op for Saturation {
-    fn cost_per_pixel(&self) -> u64 {
-        2
-    }
-
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
-        map_matrix(&mut image, &self.matrix);
-        Ok(image)
-    }
+    Ok(Box::new(ColorMatrix(saturation_matrix(args.num("factor")))))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::filters::testutil::{build_err, op, pattern};
+    use image::RgbaImage;
     use serde_json::json;
 
     #[test]

@@ -1,9 +1,5 @@
-use image::RgbaImage;
-
-use super::{FilterDef, Op};
+use super::{ColorMatrix, FilterDef, Op};
 use crate::params::{Args, ParamError};
-use crate::pixels::map_matrix;
-use crate::EngineError;
 
 pub(crate) const FILTER: FilterDef = FilterDef {
     op: "sepia",
@@ -18,24 +14,15 @@ const MATRIX: [[f64; 3]; 3] = [
     [0.272, 0.534, 0.131],
 ];
 
-#[derive(Debug)]
-struct Sepia;
-
 fn build(_: &Args) -> Result<Box<dyn Op>, ParamError> {
-    Ok(Box::new(Sepia))
-}
-
-impl Op for Sepia {
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
-        map_matrix(&mut image, &MATRIX);
-        Ok(image)
-    }
+    Ok(Box::new(ColorMatrix(MATRIX)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::filters::testutil::op;
+    use image::RgbaImage;
     use serde_json::json;
 
     #[test]

@@ -9,27 +9,29 @@ pub(crate) const FILTER: FilterDef = FilterDef {
     op: "sharpen",
     description: "Unsharp mask: adds amount x (image - gaussian blur of the image) to R, G and \
                   B; alpha is kept.",
-    params: &[
-        ParamSpec {
-            name: "sigma",
-            kind: Kind::Number {
-                min: 0.1,
-                max: 100.0,
-            },
-            presence: Presence::DefaultNum(1.0),
-            description: "Blur radius (standard deviation) of the mask, in pixels.",
-        },
-        ParamSpec {
-            name: "amount",
-            kind: Kind::Number {
-                min: 0.0,
-                max: 10.0,
-            },
-            presence: Presence::DefaultNum(1.0),
-            description: "Strength of the sharpening.",
-        },
-    ],
+    params: &[SIGMA, AMOUNT],
     build,
+};
+
+/// The mask's parameters, shared with `unsharp`.
+pub(super) const SIGMA: ParamSpec = ParamSpec {
+    name: "sigma",
+    kind: Kind::Number {
+        min: 0.1,
+        max: 100.0,
+    },
+    presence: Presence::DefaultNum(1.0),
+    description: "Blur radius (standard deviation) of the mask, in pixels.",
+};
+
+pub(super) const AMOUNT: ParamSpec = ParamSpec {
+    name: "amount",
+    kind: Kind::Number {
+        min: 0.0,
+        max: 10.0,
+    },
+    presence: Presence::DefaultNum(1.0),
+    description: "Strength of the sharpening.",
 };
 
 #[derive(Debug)]

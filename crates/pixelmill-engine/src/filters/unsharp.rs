@@ -11,24 +11,8 @@ pub(crate) const FILTER: FilterDef = FilterDef {
                   of R, G and B whose difference from the blur exceeds threshold, so smooth \
                   areas and noise are left alone. The blur is alpha-aware; alpha is kept.",
     params: &[
-        ParamSpec {
-            name: "sigma",
-            kind: Kind::Number {
-                min: 0.1,
-                max: 100.0,
-            },
-            presence: Presence::DefaultNum(1.0),
-            description: "Blur radius (standard deviation) of the mask, in pixels.",
-        },
-        ParamSpec {
-            name: "amount",
-            kind: Kind::Number {
-                min: 0.0,
-                max: 10.0,
-            },
-            presence: Presence::DefaultNum(1.0),
-            description: "Strength of the sharpening.",
-        },
+        super::sharpen::SIGMA,
+        super::sharpen::AMOUNT,
         ParamSpec {
             name: "threshold",
             kind: Kind::Number {
