@@ -138,7 +138,11 @@ fn runner(task: Task, bytes: &[u8]) -> Result<Run<'_>> {
     let pipeline = Registry::builtin()
         .compile(&steps)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let output = OutputSpec { format, quality };
+    let output = OutputSpec {
+        format,
+        quality,
+        ..OutputSpec::default()
+    };
     let limits = Limits::default();
     Ok(Box::new(move || {
         Ok(process(bytes, &pipeline, &output, &limits)?.bytes)

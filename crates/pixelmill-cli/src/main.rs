@@ -124,6 +124,9 @@ struct ProcessArgs {
     /// Quality 1-100 for lossy formats
     #[arg(long)]
     quality: Option<u8>,
+    /// Progressive JPEG instead of baseline
+    #[arg(long)]
+    progressive: bool,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -218,6 +221,7 @@ fn process(args: ProcessArgs) -> Result<()> {
     let output = OutputSpec {
         format,
         quality: args.quality,
+        progressive: args.progressive,
     };
     pixelmill_engine::check_output(&output).map_err(anyhow::Error::msg)?;
     let pipeline = pixelmill_engine::Registry::builtin().compile(&steps)?;

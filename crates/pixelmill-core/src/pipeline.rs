@@ -16,6 +16,9 @@ pub struct OutputSpec {
     /// Lossy quality 1–100 for jpeg/webp/avif; ignored by lossless formats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<u8>,
+    /// JPEG only: progressive (coarse-to-fine) scans instead of baseline; other formats ignore it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub progressive: bool,
 }
 
 impl Default for OutputSpec {
@@ -23,6 +26,7 @@ impl Default for OutputSpec {
         Self {
             format: OutputFormat::Original,
             quality: None,
+            progressive: false,
         }
     }
 }

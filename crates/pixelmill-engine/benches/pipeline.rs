@@ -42,6 +42,7 @@ fn resize_jpeg(c: &mut Criterion) {
     let output = OutputSpec {
         format: OutputFormat::Jpeg,
         quality: Some(80),
+        ..OutputSpec::default()
     };
     let limits = Limits::default();
 

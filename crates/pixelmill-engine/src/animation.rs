@@ -332,7 +332,7 @@ mod tests {
     fn render(input: &[u8], steps: serde_json::Value, format: OutputFormat) -> crate::Rendered {
         let output = OutputSpec {
             format,
-            quality: None,
+            ..OutputSpec::default()
         };
         crate::process(input, &pipeline(steps), &output, &Limits::default()).unwrap()
     }
@@ -431,7 +431,7 @@ mod tests {
         }
         let output = OutputSpec {
             format: OutputFormat::Gif,
-            quality: None,
+            ..OutputSpec::default()
         };
         let err = crate::process(
             &out,

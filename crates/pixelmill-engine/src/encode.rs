@@ -49,6 +49,7 @@ pub(crate) fn encode(
     image: &RgbaImage,
     format: ImageFormat,
     quality: Option<u8>,
+    progressive: bool,
 ) -> Result<Vec<u8>, EngineError> {
     let failed = |e: &dyn std::fmt::Display| {
         EngineError::Encode(format!(
@@ -69,7 +70,7 @@ pub(crate) fn encode(
                 flattened = flatten_on_white(image);
                 &flattened
             };
-            out = crate::jpeg::encode(opaque, quality, false).map_err(|e| failed(&e))?;
+            out = crate::jpeg::encode(opaque, quality, progressive).map_err(|e| failed(&e))?;
         }
         ImageFormat::Webp => return encode_webp(image, quality),
         ImageFormat::Gif => {
@@ -166,11 +167,11 @@ mod tests {
         let mut img = sample();
         img.put_pixel(0, 0, image::Rgba([1, 2, 3, 4]));
         for format in [ImageFormat::Png, ImageFormat::Tiff, ImageFormat::Bmp] {
-            let bytes = encode(&img, format, None).unwrap();
+            let bytes = encode(&img, format, None, false).unwrap();
             assert_eq!(crate::sniff::sniff(&bytes).unwrap(), format);
             assert_eq!(decode(&bytes), img, "{format:?}");
         }
-        let lossless_webp = encode(&img, ImageFormat::Webp, Some(100)).unwrap();
+        let lossless_webp = encode(&img, ImageFormat::Webp, Some(100), false).unwrap();
         assert_eq!(decode(&lossless_webp), img);
     }
 
@@ -178,7 +179,7 @@ mod tests {
     fn lossy_formats_stay_close_and_quality_matters() {
         let img = sample();
         for format in [ImageFormat::Jpeg, ImageFormat::Webp] {
-            let bytes = encode(&img, format, None).unwrap();
+            let bytes = encode(&img, format, None, false).unwrap();
             assert_eq!(crate::sniff::sniff(&bytes).unwrap(), format);
             let back = decode(&bytes);
             let max_err = img
@@ -190,18 +191,18 @@ mod tests {
             assert!(max_err < 40, "{format:?} error {max_err}");
             // Headers dominate a tiny image, so quality is compared on a larger, busier one.
             let busy = crate::filters::testutil::pattern(400, 300);
-            let small = encode(&busy, format, Some(5)).unwrap();
-            let large = encode(&busy, format, Some(90)).unwrap();
+            let small = encode(&busy, format, Some(5), false).unwrap();
+            let large = encode(&busy, format, Some(90), false).unwrap();
             assert!(small.len() * 3 < large.len(), "{format:?}");
         }
-        let gif = encode(&img, ImageFormat::Gif, None).unwrap();
+        let gif = encode(&img, ImageFormat::Gif, None, false).unwrap();
         assert_eq!(decode(&gif).dimensions(), (40, 30));
     }
 
     #[test]
     fn jpeg_flattens_transparency_onto_white() {
         let img = RgbaImage::from_pixel(16, 16, image::Rgba([0, 0, 0, 0]));
-        let back = decode(&encode(&img, ImageFormat::Jpeg, Some(95)).unwrap());
+        let back = decode(&encode(&img, ImageFormat::Jpeg, Some(95), false).unwrap());
         assert!(back
             .pixels()
             .all(|p| p[0] > 250 && p[1] > 250 && p[2] > 250));
@@ -209,7 +210,11 @@ mod tests {
 
     #[test]
     fn avif_and_bad_quality_are_rejected_up_front() {
-        let spec = |format, quality| OutputSpec { format, quality };
+        let spec = |format, quality| OutputSpec {
+            format,
+            quality,
+            progressive: false,
+        };
         assert!(check_output(&spec(OutputFormat::Avif, None))
             .unwrap_err()
             .contains("webp"));

@@ -115,6 +115,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn progressive_output_uses_progressive_scans() {
+        let image = crate::filters::testutil::pattern(64, 48);
+        let has = |bytes: &[u8], marker: u8| bytes.windows(2).any(|w| w == [0xFF, marker]);
+        let baseline = encode(&image, 80, false).unwrap();
+        let progressive = encode(&image, 80, true).unwrap();
+        assert!(has(&baseline, 0xC0) && !has(&baseline, 0xC2));
+        assert!(has(&progressive, 0xC2) && !has(&progressive, 0xC0));
+        // Same pixels either way (both decode, same size).
+        let decoded = image::load_from_memory(&progressive).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (64, 48));
+    }
+
+    #[test]
     fn dct_scale_is_the_smallest_that_still_covers_the_target() {
         assert_eq!(dct_scale(0.1), 1);
         assert_eq!(dct_scale(0.125), 1);

@@ -66,7 +66,7 @@ pub fn process(
     let image = pipeline.run(decoded.image, decoded.source, limits, &mut timings)?;
 
     let started = Instant::now();
-    let bytes = encode(&image, format, output.quality)?;
+    let bytes = encode(&image, format, output.quality, output.progressive)?;
     timings.push(("encode", started.elapsed()));
     Ok(Rendered {
         bytes,
@@ -98,6 +98,7 @@ mod tests {
         let spec = OutputSpec {
             format: OutputFormat::Webp,
             quality: Some(70),
+            ..OutputSpec::default()
         };
         let out = process(&png(100, 60), &p, &spec, &Limits::default()).unwrap();
         assert_eq!(
@@ -132,7 +133,7 @@ mod tests {
     fn avif_output_and_bad_crops_fail_with_their_codes() {
         let avif = OutputSpec {
             format: OutputFormat::Avif,
-            quality: None,
+            ..OutputSpec::default()
         };
         let err = process(&png(4, 4), &pipeline(json!([])), &avif, &Limits::default()).unwrap_err();
         assert_eq!(err.code(), "internal");

@@ -31,6 +31,8 @@ pub struct RenderQuery {
     #[serde(default)]
     format: Option<String>,
     quality: Option<u8>,
+    #[serde(default)]
+    progressive: bool,
     sig: Option<String>,
 }
 
@@ -72,13 +74,14 @@ pub async fn render(
     let output = OutputSpec {
         format: requested,
         quality: query.quality,
+        progressive: query.progressive,
     };
     pixelmill_engine::check_output(&output)
         .map_err(|msg| ApiError::invalid_pipeline(format!("format/quality: {msg}")))?;
     let image = super::images::find(&state, &tenant, &id).await?;
     let format = pixelmill_engine::resolve_output(output.format, image.format)?;
 
-    let key = cache_key(&image, &steps, format, output.quality);
+    let key = cache_key(&image, &steps, format, &output);
     let etag = format!("\"{}\"", &key[..32]);
     let respond = |rendition: &Rendition, source: Source| {
         let mut response = Body::from(rendition.bytes.clone()).into_response();
@@ -218,13 +221,14 @@ fn cache_key(
     image: &ImageRecord,
     steps: &[PipelineStep],
     format: ImageFormat,
-    quality: Option<u8>,
+    output: &OutputSpec,
 ) -> String {
     let canonical = serde_json::json!({
         "input": image.sha256,
         "pipeline": steps,
         "format": format.as_str(),
-        "quality": quality,
+        "quality": output.quality,
+        "progressive": output.progressive,
     });
     sha256_hex(canonical.to_string().as_bytes())
 }

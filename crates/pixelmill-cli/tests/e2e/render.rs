@@ -59,6 +59,23 @@ async fn renders_caches_negotiates_and_refuses_bad_requests() {
     assert_eq!(plain.headers()["content-type"], "image/jpeg");
     assert_ne!(plain.headers()["etag"], webp.headers()["etag"]);
 
+    let progressive = c
+        .http
+        .get(c.url(&render_path(
+            &image,
+            "ops=resize:width=50&format=jpeg&progressive=true",
+        )))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(
+        progressive.windows(2).any(|w| w == [0xFF, 0xC2]),
+        "SOF2 marker"
+    );
+
     for (query, status, code) in [
         ("ops=resize:width=0", 422, "invalid_pipeline"),
         ("ops=explode", 422, "invalid_pipeline"),
