@@ -97,13 +97,16 @@ pub(crate) fn decode(
             ImageFormat::Gif => scan_gif(bytes, limits)?.0,
             _ => 1,
         };
-        let (image, source) = match format {
+        let (mut image, source, icc) = match format {
             ImageFormat::Jpeg => match crate::jpeg::decode(bytes, limits, min_scale)? {
-                Some(jpeg) => (jpeg.image, jpeg.source),
+                Some(jpeg) => (jpeg.image, jpeg.source, jpeg.icc),
                 None => full_size(decode_first_frame(bytes, codec, format, limits)?),
             },
             _ => full_size(decode_first_frame(bytes, codec, format, limits)?),
         };
+        if let Some(icc) = icc {
+            crate::color::to_srgb(&mut image, &icc)?;
+        }
         Ok(Decoded {
             format,
             image,
@@ -120,9 +123,11 @@ pub(crate) fn decode(
     })
 }
 
-fn full_size(image: RgbaImage) -> (RgbaImage, (u32, u32)) {
+fn full_size(
+    (image, icc): (RgbaImage, Option<Vec<u8>>),
+) -> (RgbaImage, (u32, u32), Option<Vec<u8>>) {
     let size = image.dimensions();
-    (image, size)
+    (image, size, icc)
 }
 
 /// A PNG's size sits at a fixed place in its first chunk; reading it there enforces the pixel limit
@@ -151,7 +156,7 @@ fn decode_first_frame(
     codec: image::ImageFormat,
     format: ImageFormat,
     limits: &Limits,
-) -> Result<RgbaImage, EngineError> {
+) -> Result<(RgbaImage, Option<Vec<u8>>), EngineError> {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), codec);
     let mut codec_limits = image::Limits::default();
     // Room for a 16-bit RGBA decode buffer plus the decoder's own scratch; a lying header then
@@ -166,9 +171,11 @@ fn decode_first_frame(
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
+    // A profile that cannot be read is ignored, as viewers do.
+    let icc = decoder.icc_profile().ok().flatten();
     let mut image = DynamicImage::from_decoder(decoder).map_err(|e| map_image_error(e, format))?;
     image.apply_orientation(orientation);
-    Ok(image.into_rgba8())
+    Ok((image.into_rgba8(), icc))
 }
 
 /// Counts GIF frames without LZW-decoding them, checking every frame's size on the way, and
@@ -344,6 +351,26 @@ mod tests {
         .unwrap();
         assert_eq!(decoded.image.dimensions(), (24, 32));
         assert_eq!(decoded.source, (48, 64));
+    }
+
+    #[test]
+    fn embedded_profiles_are_converted_to_srgb() {
+        use image::ImageEncoder;
+        let grey = RgbaImage::from_pixel(4, 4, image::Rgba([128, 128, 128, 255]));
+        let mut png = Vec::new();
+        let mut encoder = image::codecs::png::PngEncoder::new(&mut png);
+        encoder
+            .set_icc_profile(crate::color::tests::linear_rgb_icc())
+            .unwrap();
+        encoder
+            .write_image(&grey, 4, 4, image::ExtendedColorType::Rgba8)
+            .unwrap();
+        let decoded = decode(&png, &Limits::default(), |_, _| 1.0).unwrap();
+        let p = decoded.image.get_pixel(1, 1);
+        assert!(
+            (186..=190).contains(&p[0]),
+            "linear 128 shows as sRGB ~188: {p:?}"
+        );
     }
 
     #[test]

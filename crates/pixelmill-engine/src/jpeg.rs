@@ -10,10 +10,12 @@ use mozjpeg::{ColorSpace, Compress, Decompress, Marker};
 use crate::decode::check_pixels;
 use crate::{EngineError, Limits};
 
-/// The decoded first (only) frame and the size it has at full scale, after orientation.
+/// The decoded first (only) frame, the size it has at full scale after orientation, and its
+/// embedded ICC profile.
 pub(crate) struct JpegImage {
     pub image: RgbaImage,
     pub source: (u32, u32),
+    pub icc: Option<Vec<u8>>,
 }
 
 /// Decodes at the smallest DCT scale `n/8` that is still at least `min_scale` of the full size
@@ -25,7 +27,7 @@ pub(crate) fn decode(
     min_scale: impl FnOnce(u32, u32) -> f64,
 ) -> Result<Option<JpegImage>, EngineError> {
     let mut decoder = Decompress::builder()
-        .with_markers(&[Marker::APP(1)])
+        .with_markers(&[Marker::APP(1), Marker::APP(2)])
         .from_mem(bytes)
         .map_err(corrupt)?;
     if matches!(
@@ -41,6 +43,12 @@ pub(crate) fn decode(
         .find_map(|m| m.data.strip_prefix(b"Exif\0\0"))
         .and_then(Orientation::from_exif_chunk)
         .unwrap_or(Orientation::NoTransforms);
+    let icc = crate::color::jpeg_icc(
+        decoder
+            .markers()
+            .filter(|m| m.marker == Marker::APP(2))
+            .map(|m| m.data),
+    );
     let source = if swaps_sides(orientation) {
         (height, width)
     } else {
@@ -63,6 +71,7 @@ pub(crate) fn decode(
     Ok(Some(JpegImage {
         image: image.into_rgba8(),
         source,
+        icc,
     }))
 }
 

@@ -6,6 +6,7 @@
 //! when the output is animated too (GIF or WebP); other outputs take the first frame.
 
 mod animation;
+mod color;
 #[cfg(test)]
 mod conformance;
 mod decode;
