@@ -41,8 +41,14 @@ impl Pipeline {
         let mut size = (width.max(1), height.max(1));
         let mut cost = pixels(size) * CODEC_COST_PER_PIXEL;
         for step in &self.steps {
+            let input = size;
             size = step.op.output_size(size.0, size.1);
-            cost = cost.saturating_add(pixels(size).saturating_mul(step.op.cost_per_pixel()));
+            let counted = if step.op.costs_per_input_pixel() {
+                input
+            } else {
+                size
+            };
+            cost = cost.saturating_add(pixels(counted).saturating_mul(step.op.cost_per_pixel()));
         }
         cost.saturating_add(pixels(size) * CODEC_COST_PER_PIXEL)
     }
@@ -97,6 +103,10 @@ mod tests {
         let small_blur =
             compile(json!([{"op": "resize", "width": 100}, {"op": "blur", "sigma": 10}]));
         assert!(small_blur.estimate_cost(1000, 1000) < heavy.estimate_cost(1000, 1000));
+        // A small smart crop still scans its whole input.
+        let crop = compile(json!([{"op": "smart_crop", "width": 10, "height": 10}]));
+        let codec = 3 * 1_000_000 + 3 * 100;
+        assert!(crop.estimate_cost(1000, 1000) >= codec + 12 * 1_000_000);
     }
 
     #[test]

@@ -73,9 +73,15 @@ pub(crate) trait Op: Send + Sync + Debug {
         self.apply(image)
     }
 
-    /// Rough CPU units per output pixel; 1 is one cheap pass over the pixel.
+    /// Rough CPU units per pixel; 1 is one cheap pass over the pixel.
     fn cost_per_pixel(&self) -> u64 {
         1
+    }
+
+    /// Whether `cost_per_pixel` counts input pixels (ops that scan the whole input to produce a
+    /// smaller output) rather than output pixels.
+    fn costs_per_input_pixel(&self) -> bool {
+        false
     }
 }
 

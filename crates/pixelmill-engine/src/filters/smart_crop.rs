@@ -94,10 +94,12 @@ impl Op for SmartCrop {
     }
 
     fn cost_per_pixel(&self) -> u64 {
-        // Sobel, saturation and the summed-area table over the input. This is per output pixel,
-        // so it underestimates crops much smaller than their input (the trait has no input
-        // size to scale by).
+        // Sobel, saturation and the summed-area table, all over the input.
         12
+    }
+
+    fn costs_per_input_pixel(&self) -> bool {
+        true
     }
 
     fn apply(&self, image: RgbaImage) -> Result<RgbaImage, EngineError> {

@@ -43,6 +43,10 @@ impl Op for Trim {
         2
     }
 
+    fn costs_per_input_pixel(&self) -> bool {
+        true
+    }
+
     fn apply(&self, image: RgbaImage) -> Result<RgbaImage, EngineError> {
         if image.width() == 0 || image.height() == 0 {
             return Ok(image);
