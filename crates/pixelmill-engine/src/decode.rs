@@ -143,12 +143,9 @@ fn png_header_size(bytes: &[u8]) -> Option<(u32, u32)> {
 /// here: the end-of-image marker must follow the last start-of-scan. (Entropy-coded data escapes
 /// 0xFF, so neither marker can appear by accident inside a scan; a thumbnail's markers come earlier.)
 fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    const SOS: [u8; 2] = [0xFF, 0xDA];
-    const EOI: [u8; 2] = [0xFF, 0xD9];
-    bytes
-        .windows(2)
-        .rposition(|w| w == SOS)
-        .is_some_and(|sos| bytes[sos..].windows(2).any(|w| w == EOI))
+    // memchr's SIMD search: a byte-pair scan of a 12 MP file costs milliseconds per request.
+    memchr::memmem::rfind(bytes, &[0xFF, 0xDA])
+        .is_some_and(|sos| memchr::memmem::find(&bytes[sos..], &[0xFF, 0xD9]).is_some())
 }
 
 fn decode_first_frame(
