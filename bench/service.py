@@ -302,7 +302,7 @@ def _pixelmill_urls(base: str, serve_dir: Path) -> list[str]:
         if status not in (200, 201):
             raise Skip(f"upload POST /v1/images answered {status}: {body[:300]!r}")
         image_id = json.loads(body)["id"]
-        urls.append(f"{base}/v1/images/{image_id}/render?ops=resize:width={TARGET_WIDTH}&format=jpeg")
+        urls.append(f"{base}/v1/images/{image_id}/render?ops=resize:width={TARGET_WIDTH}&format=jpeg&quality=80")
     status, _, body = http("GET", urls[0])
     if status == 404:
         raise Skip(f"GET {urls[0]} answered 404 (render endpoint not there yet?): {body[:200]!r}")

@@ -43,8 +43,10 @@ enum Task {
     Webp800,
     /// Gaussian blur sigma 5, JPEG q80.
     Blur5,
-    /// 240 wide, GIF. pixelmill processes the first frame of an animation only.
+    /// 240 wide, GIF, every frame of an animation.
     Gif240,
+    /// 300 wide, JPEG q80: the service benchmark's request, without the HTTP around it.
+    Jpeg300,
     /// Invert written as an `expr` program, PNG out.
     ExprInvert,
     /// The built-in invert, PNG out: the baseline for `expr-invert`.
@@ -60,6 +62,7 @@ impl Task {
             Task::Webp800 => "webp800",
             Task::Blur5 => "blur5",
             Task::Gif240 => "gif240",
+            Task::Jpeg300 => "jpeg300",
             Task::ExprInvert => "expr-invert",
             Task::Invert => "invert",
             Task::JpegDecodeFloor => "jpeg-decode-floor",
@@ -72,6 +75,7 @@ impl Task {
             Task::Webp800 => ("resize:width=800", OutputFormat::Webp, Some(80)),
             Task::Blur5 => ("blur:sigma=5", OutputFormat::Jpeg, Some(80)),
             Task::Gif240 => ("resize:width=240", OutputFormat::Gif, None),
+            Task::Jpeg300 => ("resize:width=300", OutputFormat::Jpeg, Some(80)),
             Task::ExprInvert => (
                 "expr:expr='r = 255 - r; g = 255 - g; b = 255 - b'",
                 OutputFormat::Png,
