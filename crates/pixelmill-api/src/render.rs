@@ -59,6 +59,8 @@ pub enum Source {
     Memory,
     Store,
     Computed,
+    /// Computed for another request that asked for the same rendition at the same time.
+    Coalesced,
 }
 
 impl Source {
@@ -67,6 +69,7 @@ impl Source {
             Source::Memory => "memory",
             Source::Store => "store",
             Source::Computed => "miss",
+            Source::Coalesced => "coalesced",
         }
     }
 }
@@ -150,8 +153,10 @@ impl Renderer {
             let mut in_flight = self.in_flight.lock().expect("in-flight map poisoned");
             in_flight.entry(key.to_owned()).or_default().clone()
         };
+        let mut led = false;
         let result = flight
             .get_or_init(|| async {
+                led = true;
                 let compute = match lookup().await? {
                     Lookup::Stored(stored) => {
                         let stored = Arc::new(stored);
@@ -171,6 +176,13 @@ impl Renderer {
             })
             .await
             .clone();
+        let result = match result {
+            Ok((rendition, Source::Computed)) if !led => {
+                self.metrics.observe(Source::Coalesced);
+                Ok((rendition, Source::Coalesced))
+            }
+            other => other,
+        };
         {
             let mut in_flight = self.in_flight.lock().expect("in-flight map poisoned");
             if in_flight.get(key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
@@ -273,7 +285,8 @@ impl RenderMetrics {
         let served = IntCounterVec::new(
             Opts::new(
                 "pixelmill_render_served_total",
-                "Renditions served, by where they came from (memory, store, miss = computed)",
+                "Renditions served, by where they came from (memory, store, miss = computed, coalesced = \
+                 computed once for several identical concurrent requests)",
             ),
             &["source"],
         )?;
@@ -359,6 +372,14 @@ mod tests {
         let results = futures::future::join_all(requests).await;
         assert_eq!(computed.load(Ordering::SeqCst), 1);
         assert!(results.iter().all(|r| r.as_ref().unwrap().0.bytes == "out"));
+        let led = results
+            .iter()
+            .filter(|r| r.as_ref().unwrap().1 == Source::Computed)
+            .count();
+        assert_eq!(
+            led, 1,
+            "one request computed, the others were served its result"
+        );
         // Later requests are memory hits; the in-flight entry is gone.
         assert_eq!(renderer.cached("k").unwrap().bytes, "out");
         assert!(renderer.in_flight.lock().unwrap().is_empty());

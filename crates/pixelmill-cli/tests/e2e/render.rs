@@ -116,15 +116,21 @@ async fn identical_concurrent_renders_compute_once() {
         tokio::spawn(async move {
             let response = http.get(&url).send().await.unwrap();
             assert_eq!(response.status(), 200);
-            response.bytes().await.unwrap()
+            let source = response.headers()["x-pixelmill-cache"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (source, response.bytes().await.unwrap())
         })
     });
-    let bodies: Vec<_> = futures::future::join_all(requests)
+    let results: Vec<_> = futures::future::join_all(requests)
         .await
         .into_iter()
         .map(|r| r.unwrap())
         .collect();
-    assert!(bodies.iter().all(|b| *b == bodies[0]));
+    assert!(results.iter().all(|(_, b)| *b == results[0].1));
+    let computed = results.iter().filter(|(s, _)| s == "miss").count();
+    assert_eq!(computed, 1, "the others are `coalesced` or `memory`");
     let metrics = c.get_text("/metrics").await;
     assert!(
         metrics.contains("pixelmill_render_served_total{source=\"miss\"} 1\n"),
