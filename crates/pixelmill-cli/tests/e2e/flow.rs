@@ -161,3 +161,73 @@ async fn metrics_cover_requests_queues_ops_and_notifications() {
     let (status, ready) = c.get_json("/readyz").await;
     assert_eq!(status, 200, "{ready}");
 }
+
+/// An animated GIF uploaded over HTTP comes back from a job as an animation: every frame
+/// resized, delays and frame count kept; a WebP output is animated too.
+#[tokio::test]
+async fn animated_gifs_stay_animated_through_a_job() {
+    use image::codecs::gif::{GifDecoder, GifEncoder, Repeat};
+    use image::{AnimationDecoder, Delay, Frame, Rgba, RgbaImage};
+    let mut gif = Vec::new();
+    {
+        let mut encoder = GifEncoder::new(&mut gif);
+        encoder.set_repeat(Repeat::Infinite).unwrap();
+        for i in 0..5u8 {
+            let frame = RgbaImage::from_pixel(80, 40, Rgba([i * 50, 0, 255 - i * 50, 255]));
+            let delay = Delay::from_numer_denom_ms(70, 1);
+            encoder
+                .encode_frame(Frame::from_parts(frame, 0, 0, delay))
+                .unwrap();
+        }
+    }
+    let app = spawn_app(&[]);
+    let c = &app.client;
+    let (status, image) = c.upload(gif).await;
+    assert_eq!(
+        (status.as_u16(), image["frames"].as_u64()),
+        (201, Some(5)),
+        "{image}"
+    );
+
+    for format in ["gif", "webp"] {
+        let (status, accepted) = c
+            .create_job(
+                &json!({"image_id": image["id"],
+                        "pipeline": [{"op": "resize", "width": 40}],
+                        "output": {"format": format}}),
+                None,
+            )
+            .await;
+        assert_eq!(status, 202, "{accepted}");
+        let done = c
+            .wait_job(accepted["id"].as_str().unwrap(), Duration::from_secs(30))
+            .await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        let bytes = c
+            .http
+            .get(done["download_url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        if format == "gif" {
+            let frames = GifDecoder::new(std::io::Cursor::new(&bytes))
+                .unwrap()
+                .into_frames()
+                .collect_frames()
+                .unwrap();
+            assert_eq!(frames.len(), 5);
+            assert!(frames.iter().all(|f| f.buffer().dimensions() == (40, 20)));
+            assert!(frames
+                .iter()
+                .all(|f| f.delay() == Delay::from_numer_denom_ms(70, 1)));
+        } else {
+            assert_eq!(&bytes[8..12], b"WEBP");
+            // An animated WebP carries one ANMF chunk per frame.
+            let frames = bytes.windows(4).filter(|w| w == b"ANMF").count();
+            assert_eq!(frames, 5);
+        }
+    }
+}
