@@ -18,6 +18,7 @@ pub fn image(record: &ImageRecord) -> Value {
         "frames": record.frames,
         "bytes": record.bytes,
         "sha256": record.sha256,
+        "blurhash": record.blurhash,
         "created_at": rfc3339(record.created_at),
     })
 }

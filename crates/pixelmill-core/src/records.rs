@@ -19,6 +19,9 @@ pub struct ImageRecord {
     pub sha256: String,
     pub blob_key: BlobKey,
     pub created_at: UnixMillis,
+    /// A compact placeholder of the image clients can paint while it loads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blurhash: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

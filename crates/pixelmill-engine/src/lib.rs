@@ -18,6 +18,7 @@ mod jpeg;
 mod params;
 mod pipeline;
 mod pixels;
+mod placeholder;
 mod process;
 mod registry;
 mod sniff;

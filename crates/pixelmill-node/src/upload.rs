@@ -240,6 +240,7 @@ impl IngestState {
             sha256,
             blob_key,
             created_at: now_ms(),
+            blurhash: Some(info.blurhash),
         };
         self.deps.meta.put_image(&record).await?;
         Ok(record)

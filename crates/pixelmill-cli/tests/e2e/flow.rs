@@ -19,6 +19,11 @@ async fn upload_job_webhook_and_download_work_end_to_end() {
         (Some("jpeg"), Some(1200), Some(800))
     );
     assert_eq!(image["sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(
+        image["blurhash"].as_str().map(str::len),
+        Some(28),
+        "{image}"
+    );
 
     let (status, accepted) = c
         .create_job(

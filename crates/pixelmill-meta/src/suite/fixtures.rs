@@ -29,6 +29,7 @@ pub fn image(tenant: &TenantId) -> ImageRecord {
         blob_key: BlobKey::original(&sha256),
         sha256,
         created_at: now_ms(),
+        blurhash: Some("LEHV6nWB2yk8pyo0adR*.7kCMdnj".to_owned()),
     }
 }
 
