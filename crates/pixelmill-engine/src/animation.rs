@@ -39,6 +39,28 @@ pub(crate) fn open<'a>(
     }
 }
 
+/// Decodes every frame of an animated GIF or WebP once and returns how many there are;
+/// `None` for anything that is not an animation.
+pub(crate) fn check_frames(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: &Limits,
+) -> Result<Option<u32>, EngineError> {
+    // Decoders are third-party code fed hostile input: a panic must become a clean rejection.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let Some(animation) = open(bytes, format, limits)? else {
+            return Ok(None);
+        };
+        let mut count = 0;
+        for frame in animation.frames {
+            frame?;
+            count += 1;
+        }
+        Ok(Some(count))
+    }))
+    .unwrap_or_else(|_| Err(corrupt(format, "a frame could not be decoded")))
+}
+
 fn open_gif<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Option<Animation<'a>>, EngineError> {
     let (frames, looping) = crate::decode::scan_gif(bytes, limits)?;
     if frames < 2 {
@@ -385,6 +407,7 @@ mod tests {
     fn gif_to_webp_and_back_keeps_the_animation() {
         let input = gif(Some(Repeat::Infinite));
         let webp = render(&input, json!([{"op": "flop"}]), OutputFormat::Webp);
+        assert_eq!(crate::inspect(&webp.bytes, &Limits::default()).unwrap().frames, 3);
         let mut decoder = image_webp::WebPDecoder::new(Cursor::new(&webp.bytes)).unwrap();
         assert!(decoder.is_animated());
         assert_eq!(decoder.num_frames(), 3);

@@ -52,11 +52,15 @@ pub(crate) struct Decoded {
 /// truncated files are rejected at upload rather than in a job.
 pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<ImageInfo, EngineError> {
     let decoded = decode(bytes, limits, |_, _| 1.0)?;
+    // Every frame of an animation is decoded once too, so that a job cannot fail on a frame
+    // the upload never looked at.
+    let frames =
+        crate::animation::check_frames(bytes, decoded.format, limits)?.unwrap_or(decoded.frames);
     Ok(ImageInfo {
         format: decoded.format,
         width: decoded.source.0,
         height: decoded.source.1,
-        frames: decoded.frames,
+        frames,
         blurhash: crate::placeholder::blurhash(&decoded.image)?,
     })
 }
@@ -87,6 +91,7 @@ pub(crate) fn decode(
     if let Some((width, height)) = png_header_size(bytes) {
         check_pixels(width, height, limits)?;
     }
+    check_containers(bytes, format)?;
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
         return Err(EngineError::Corrupt(
             "the JPEG ends before its end-of-image marker, so it was cut off in transfer; upload \
@@ -131,6 +136,70 @@ fn full_size(
 ) -> (RgbaImage, (u32, u32), Option<Vec<u8>>) {
     let size = image.dimensions();
     (image, size, icc)
+}
+
+/// Structural checks the decoders get wrong on hostile input, so they run first: a WebP chunk
+/// that claims to be larger than the file (image-webp allocates what it claims, and a failed
+/// allocation aborts the process), and a PNG palette whose length is not whole RGB triples
+/// (png 0.18 panics on it).
+fn check_containers(bytes: &[u8], format: ImageFormat) -> Result<(), EngineError> {
+    let corrupt = |what: &str| {
+        EngineError::Corrupt(format!(
+            "the {} file is corrupt: {what}; re-export it from the original and upload it again",
+            format.as_str()
+        ))
+    };
+    match format {
+        ImageFormat::Webp => {
+            for (_, at, len) in chunks(bytes, 12, ChunkLayout::Riff) {
+                if at + len > bytes.len() {
+                    return Err(corrupt("a chunk claims to be larger than the file"));
+                }
+            }
+        }
+        ImageFormat::Png => {
+            for (kind, _, len) in chunks(bytes, 8, ChunkLayout::Png) {
+                if kind == *b"PLTE" && len % 3 != 0 {
+                    return Err(corrupt("its palette is not a whole number of colours"));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum ChunkLayout {
+    /// Little-endian size after the type, payload padded to an even length (RIFF: WebP).
+    Riff,
+    /// Big-endian length before the type, a CRC after the payload (PNG).
+    Png,
+}
+
+/// (type, payload offset, payload length) of each chunk from `start`, as the headers claim
+/// them; stops at the first header that does not fit.
+fn chunks(
+    bytes: &[u8],
+    start: usize,
+    layout: ChunkLayout,
+) -> impl Iterator<Item = ([u8; 4], usize, usize)> + '_ {
+    let mut at = start;
+    std::iter::from_fn(move || {
+        let header = bytes.get(at..at.checked_add(8)?)?;
+        let word = |b: &[u8]| [b[0], b[1], b[2], b[3]];
+        let (kind, len) = match layout {
+            ChunkLayout::Riff => (word(&header[..4]), u32::from_le_bytes(word(&header[4..]))),
+            ChunkLayout::Png => (word(&header[4..]), u32::from_be_bytes(word(&header[..4]))),
+        };
+        let (payload, len) = (at + 8, len as usize);
+        let trailer = match layout {
+            ChunkLayout::Riff => len % 2,
+            ChunkLayout::Png => 4,
+        };
+        at = payload.saturating_add(len).saturating_add(trailer);
+        Some((kind, payload, len))
+    })
 }
 
 /// A PNG's size sits at a fixed place in its first chunk; reading it there enforces the pixel limit
@@ -194,7 +263,9 @@ pub(crate) fn scan_gif(bytes: &[u8], limits: &Limits) -> Result<(u32, Looping), 
     let (w, h) = (u32::from(decoder.width()), u32::from(decoder.height()));
     check_pixels(w, h, limits)?;
     let mut frames = 0u32;
-    while let Some(frame) = decoder.read_next_frame().map_err(corrupt)? {
+    // Frame headers only: reading frames, even with decoding skipped, lets the gif crate
+    // reserve a buffer sized from the header before the limits below have been checked.
+    while let Some(frame) = decoder.next_frame_info().map_err(corrupt)? {
         let (w, h) = (u32::from(frame.width), u32::from(frame.height));
         check_pixels(w, h, limits)?;
         frames += 1;

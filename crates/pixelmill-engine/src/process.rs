@@ -40,12 +40,20 @@ pub fn process(
             let Some(animation) = animation::open(input, input_format, limits)? else {
                 return Ok(None);
             };
-            animation::process(animation, pipeline, format, output.quality, limits, &mut timings)
-                .map(Some)
+            animation::process(
+                animation,
+                pipeline,
+                format,
+                output.quality,
+                limits,
+                &mut timings,
+            )
+            .map(Some)
         }))
         .unwrap_or_else(|_| {
             Err(EngineError::Corrupt(format!(
-                "the {} decoder could not make sense of this animation; re-export it and upload                  it again",
+                "the {} decoder could not make sense of this animation; re-export it and \
+                 upload it again",
                 input_format.as_str()
             )))
         })?;

@@ -94,3 +94,25 @@ fn fuzz_regressions_return_without_panicking() {
     }
     assert!(panicked.is_empty(), "these inputs panicked: {panicked:?}");
 }
+
+/// Every image the fuzzers found is refused at upload with a client error, so no job can later
+/// trip over it: oversized frame headers and chunks before anything is allocated, and animations
+/// whose later frames are broken because upload decodes every frame.
+#[test]
+fn every_image_finding_is_refused_at_upload() {
+    for path in regressions() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("pipeline-") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let err = inspect(&bytes, &LIMITS).expect_err(&name);
+        assert!(
+            matches!(
+                err.code(),
+                "corrupt_image" | "image_too_large" | "unsupported_format"
+            ),
+            "{name}: {err}"
+        );
+    }
+}
