@@ -208,8 +208,9 @@ pub(crate) fn unsharp_mask(
     image
 }
 
-/// Separable gaussian blur with clamped edges, ±3 sigma, f32 arithmetic (libblur's SIMD
-/// kernels: about 30x our scalar loop). Translucent images are blurred premultiplied so
+/// Separable gaussian blur with clamped edges over ±3 sigma, on libblur's SIMD fixed-point
+/// kernels: about 50x our old scalar loop, and within one level of libblur's f32 path on
+/// photos (mean difference 0.03 levels) at two thirds of its time. Translucent images are blurred premultiplied so
 /// transparent pixels' (meaningless) colours do not bleed into their neighbours.
 pub(crate) fn gaussian_blur(image: &RgbaImage, sigma: f64) -> RgbaImage {
     use libblur::{BlurImage, BlurImageMut, ConvolutionMode, EdgeMode, FastBlurChannels};
@@ -232,7 +233,7 @@ pub(crate) fn gaussian_blur(image: &RgbaImage, sigma: f64) -> RgbaImage {
         libblur::GaussianBlurParams::new(taps, sigma),
         EdgeMode::Clamp.as_2d(),
         libblur::ThreadingPolicy::Single,
-        ConvolutionMode::Exact,
+        ConvolutionMode::FixedPoint,
     )
     .expect("an RGBA buffer matches its own dimensions");
     if opaque {
