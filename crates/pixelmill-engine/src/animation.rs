@@ -407,7 +407,12 @@ mod tests {
     fn gif_to_webp_and_back_keeps_the_animation() {
         let input = gif(Some(Repeat::Infinite));
         let webp = render(&input, json!([{"op": "flop"}]), OutputFormat::Webp);
-        assert_eq!(crate::inspect(&webp.bytes, &Limits::default()).unwrap().frames, 3);
+        assert_eq!(
+            crate::inspect(&webp.bytes, &Limits::default())
+                .unwrap()
+                .frames,
+            3
+        );
         let mut decoder = image_webp::WebPDecoder::new(Cursor::new(&webp.bytes)).unwrap();
         assert!(decoder.is_animated());
         assert_eq!(decoder.num_frames(), 3);
