@@ -156,7 +156,7 @@ async fn invalid_jobs_name_the_step_and_parameter() {
 
     let (s, b) = c
         .create_job(
-            &json!({"image_id": image, "pipeline": [], "output": {"format": "avif"}}),
+            &json!({"image_id": image, "pipeline": [], "output": {"format": "webp", "quality": 0}}),
             None,
         )
         .await;
