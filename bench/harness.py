@@ -351,6 +351,8 @@ def main(argv: list[str]) -> int:
                 ctx.skip("all", name, f"phase stopped: {type(e).__name__}: {e}")
     finally:
         service.stop_all()
+        # Outputs and served copies are only needed while measuring (hundreds of MB a run).
+        shutil.rmtree(ctx.workdir, ignore_errors=True)
     log(f"raw results: {ctx.results}")
     if not a.no_docs and (not a.quick or a.docs) and phases != {"install"}:
         report.update_docs(ctx.records, REPO / "docs" / "BENCHMARKS.md")
