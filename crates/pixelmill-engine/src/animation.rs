@@ -10,7 +10,7 @@ use image::codecs::gif::{GifDecoder, GifEncoder, Repeat};
 use image::{AnimationDecoder, Delay, Frame, RgbaImage};
 use pixelmill_core::ImageFormat;
 
-use crate::decode::check_pixels;
+use crate::decode::{check_pixels, ChunkLayout};
 use crate::{EngineError, Limits, Pipeline};
 
 /// How often an animation plays, counting the first play (at least 1).
@@ -280,27 +280,24 @@ fn millis(delay: Duration) -> u32 {
 /// average duration; this sets it to what remains of `total_ms` in the last `ANMF` chunk.
 fn set_last_frame_duration(webp: &mut [u8], total_ms: u32) {
     const DURATION_AT: usize = 12; // X, Y, width-1, height-1: 3 bytes each.
-    let mut at = 12; // "RIFF", size, "WEBP"
-    let mut elapsed = 0u32;
-    let mut last = None;
-    while let Some(header) = webp.get(at..at + 8) {
-        let size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        if &header[..4] == b"ANMF" {
-            let Some(field) = webp.get(at + 8 + DURATION_AT..at + 8 + DURATION_AT + 3) else {
-                return;
-            };
-            let duration = u32::from_le_bytes([field[0], field[1], field[2], 0]);
-            if let Some((_, previous)) = last {
-                elapsed = elapsed.saturating_add(previous);
-            }
-            last = Some((at + 8 + DURATION_AT, duration));
-        }
-        at += 8 + size + size % 2;
-    }
-    if let Some((field, _)) = last {
-        let remaining = total_ms.saturating_sub(elapsed).min(0xFF_FFFF);
-        webp[field..field + 3].copy_from_slice(&remaining.to_le_bytes()[..3]);
-    }
+    let durations: Vec<(usize, u32)> = crate::decode::chunks(webp, 12, ChunkLayout::Riff)
+        .filter(|(kind, _, _)| kind == b"ANMF")
+        .filter_map(|(_, payload, _)| {
+            let field = webp.get(payload + DURATION_AT..payload + DURATION_AT + 3)?;
+            Some((
+                payload + DURATION_AT,
+                u32::from_le_bytes([field[0], field[1], field[2], 0]),
+            ))
+        })
+        .collect();
+    let Some(((field, _), earlier)) = durations.split_last() else {
+        return;
+    };
+    let elapsed = earlier
+        .iter()
+        .fold(0u32, |sum, (_, ms)| sum.saturating_add(*ms));
+    let remaining = total_ms.saturating_sub(elapsed).min(0xFF_FFFF);
+    webp[*field..*field + 3].copy_from_slice(&remaining.to_le_bytes()[..3]);
 }
 
 fn encode_failed(e: image::ImageError) -> EngineError {

@@ -170,7 +170,7 @@ fn check_containers(bytes: &[u8], format: ImageFormat) -> Result<(), EngineError
 }
 
 #[derive(Clone, Copy)]
-enum ChunkLayout {
+pub(crate) enum ChunkLayout {
     /// Little-endian size after the type, payload padded to an even length (RIFF: WebP).
     Riff,
     /// Big-endian length before the type, a CRC after the payload (PNG).
@@ -179,7 +179,7 @@ enum ChunkLayout {
 
 /// (type, payload offset, payload length) of each chunk from `start`, as the headers claim
 /// them; stops at the first header that does not fit.
-fn chunks(
+pub(crate) fn chunks(
     bytes: &[u8],
     start: usize,
     layout: ChunkLayout,

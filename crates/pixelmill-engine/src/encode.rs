@@ -67,7 +67,7 @@ pub(crate) fn encode(
         ImageFormat::Jpeg => {
             let quality = quality.unwrap_or(JPEG_DEFAULT_QUALITY).clamp(1, 100);
             let flattened;
-            let opaque = if image.pixels().all(|p| p[3] == 255) {
+            let opaque = if crate::pixels::is_opaque(image) {
                 image
             } else {
                 flattened = flatten_on_white(image);
@@ -159,7 +159,7 @@ pub(crate) fn webp_config(quality: Option<u8>) -> Result<webp::WebPConfig, Engin
 /// Lossless formats store opaque images as RGB: a quarter smaller and identical pixels.
 fn drop_opaque_alpha(image: &RgbaImage) -> DynamicImage {
     let rgba = DynamicImage::ImageRgba8(image.clone());
-    if image.pixels().all(|p| p[3] == 255) {
+    if crate::pixels::is_opaque(image) {
         DynamicImage::ImageRgb8(rgba.to_rgb8())
     } else {
         rgba

@@ -48,6 +48,11 @@ pub(crate) fn map_matrix(image: &mut RgbaImage, matrix: &[[f64; 3]; 3]) {
     });
 }
 
+/// Whether every pixel is fully opaque, so alpha can be ignored (premultiplying, flattening).
+pub(crate) fn is_opaque(image: &RgbaImage) -> bool {
+    image.as_raw().chunks_exact(4).all(|p| p[3] == 255)
+}
+
 pub(crate) fn clamp_u8(v: f64) -> u8 {
     v.round().clamp(0.0, 255.0) as u8
 }
@@ -214,7 +219,7 @@ pub(crate) fn unsharp_mask(
 /// transparent pixels' (meaningless) colours do not bleed into their neighbours.
 pub(crate) fn gaussian_blur(image: &RgbaImage, sigma: f64) -> RgbaImage {
     use libblur::{BlurImage, BlurImageMut, ConvolutionMode, EdgeMode, FastBlurChannels};
-    let opaque = image.pixels().all(|p| p[3] == 255);
+    let opaque = is_opaque(image);
     let premultiplied;
     let source = if opaque {
         image

@@ -131,7 +131,7 @@ impl Resize {
             return Ok(image);
         }
         // Premultiplying is only needed where something is translucent (never for JPEG input).
-        let opaque = image.as_raw().chunks_exact(4).all(|p| p[3] == 255);
+        let opaque = crate::pixels::is_opaque(&image);
         let mut options = ResizeOptions::new()
             .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
             .use_alpha(!opaque);
