@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use pixelmill_core::{OutputFormat, OutputSpec, PipelineStep};
+use pixelmill_core::{IccMode, OutputFormat, OutputSpec, PipelineStep};
 use pixelmill_node::{Config, Node};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -127,6 +127,23 @@ struct ProcessArgs {
     /// Progressive JPEG instead of baseline
     #[arg(long)]
     progressive: bool,
+    /// PNG compression effort 0 (fastest) to 9 (smallest) [default: the fast setting]
+    #[arg(long)]
+    compression: Option<u8>,
+    /// Keep an embedded ICC profile (embedded in JPEG, PNG, WebP) instead of converting to sRGB
+    #[arg(long)]
+    keep_icc: bool,
+    /// A file standing in for a stored image the pipeline reads, e.g. `--image logo=logo.png`
+    /// with `--ops watermark:image=logo`; repeat for several
+    #[arg(long = "image", value_name = "ID=PATH", value_parser = image_file)]
+    images: Vec<(String, PathBuf)>,
+}
+
+fn image_file(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((id, path)) if !id.is_empty() && !path.is_empty() => Ok((id.to_owned(), path.into())),
+        _ => Err(format!("expected ID=PATH, e.g. logo=logo.png, got {s:?}")),
+    }
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -222,12 +239,36 @@ fn process(args: ProcessArgs) -> Result<()> {
         format,
         quality: args.quality,
         progressive: args.progressive,
+        compression: args.compression,
+        icc: if args.keep_icc {
+            IccMode::Keep
+        } else {
+            IccMode::Srgb
+        },
     };
     pixelmill_engine::check_output(&output).map_err(anyhow::Error::msg)?;
-    let pipeline = pixelmill_engine::Registry::builtin().compile(&steps)?;
+    let mut pipeline = pixelmill_engine::Registry::builtin().compile(&steps)?;
+    let limits = pixelmill_engine::Limits::default();
+    let referenced: Vec<(String, String)> = pipeline
+        .referenced_images()
+        .iter()
+        .map(|r| (r.id.to_owned(), format!("step {} ({})", r.step, r.op)))
+        .collect();
+    for (id, step) in referenced {
+        let (_, path) = args
+            .images
+            .iter()
+            .find(|(name, _)| *name == id)
+            .with_context(|| {
+                format!("{step} reads image {id:?}; give its file with --image {id}=PATH")
+            })?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        pipeline.attach_image(&id, &bytes, &limits)?;
+    }
     let input = std::fs::read(&args.input)
         .with_context(|| format!("cannot read {}", args.input.display()))?;
-    let rendered = pixelmill_engine::process(&input, &pipeline, &output, &Default::default())?;
+    let rendered = pixelmill_engine::process(&input, &pipeline, &output, &limits)?;
     std::fs::write(&args.output, &rendered.bytes)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     println!(

@@ -11,7 +11,7 @@ mod time;
 
 pub use format::{ImageFormat, OutputFormat};
 pub use ids::{BlobKey, EventId, ImageId, JobId, LinkToken, TenantId};
-pub use pipeline::{CompactParseError, JobSpec, NotifySpec, OutputSpec, PipelineStep};
+pub use pipeline::{CompactParseError, IccMode, JobSpec, NotifySpec, OutputSpec, PipelineStep};
 pub use records::{
     IdempotencyRecord, ImageRecord, JobOutput, JobRecord, JobStatus, LinkRecord, OutboxEvent,
 };

@@ -19,6 +19,14 @@ pub struct OutputSpec {
     /// JPEG only: progressive (coarse-to-fine) scans instead of baseline; other formats ignore it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub progressive: bool,
+    /// PNG only: zlib effort 0 (stored, fastest) to 9 (smallest, slowest); absent: the encoder's
+    /// fast default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<u8>,
+    /// What becomes of an embedded ICC profile. Left out of the JSON at its default, so the
+    /// canonical form (and with it the content address) of older specs does not change.
+    #[serde(default, skip_serializing_if = "IccMode::is_default")]
+    pub icc: IccMode,
 }
 
 impl Default for OutputSpec {
@@ -27,7 +35,25 @@ impl Default for OutputSpec {
             format: OutputFormat::Original,
             quality: None,
             progressive: false,
+            compression: None,
+            icc: IccMode::default(),
         }
+    }
+}
+
+/// `srgb`: pixels tagged with another profile are converted to sRGB and the output is untagged.
+/// `keep`: pixels stay as they are and the output (JPEG, PNG, WebP) embeds the original profile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IccMode {
+    #[default]
+    Srgb,
+    Keep,
+}
+
+impl IccMode {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
     }
 }
 
@@ -185,6 +211,23 @@ impl<'a> Scanner<'a> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn new_output_options_are_optional_and_left_out_at_their_defaults() {
+        let spec: OutputSpec = serde_json::from_value(json!({"format": "png"})).unwrap();
+        assert_eq!((spec.compression, spec.icc), (None, IccMode::Srgb));
+        assert_eq!(
+            serde_json::to_value(&spec).unwrap(),
+            json!({"format": "png"})
+        );
+        let spec: OutputSpec =
+            serde_json::from_value(json!({"format": "png", "compression": 9, "icc": "keep"}))
+                .unwrap();
+        assert_eq!((spec.compression, spec.icc), (Some(9), IccMode::Keep));
+        assert!(
+            serde_json::from_value::<OutputSpec>(json!({"format": "png", "icc": "p3"})).is_err()
+        );
+    }
 
     #[test]
     fn compact_form_mirrors_the_json_pipeline() {

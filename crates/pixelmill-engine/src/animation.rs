@@ -433,6 +433,34 @@ mod tests {
     }
 
     #[test]
+    fn a_watermark_lands_on_every_frame() {
+        let mut overlay = Vec::new();
+        RgbaImage::from_pixel(4, 3, image::Rgba([255; 4]))
+            .write_to(&mut Cursor::new(&mut overlay), image::ImageFormat::Png)
+            .unwrap();
+        let mut steps = pipeline(json!([{"op": "watermark", "image": "img_logo"}]));
+        steps
+            .attach_image("img_logo", &overlay, &Limits::default())
+            .unwrap();
+        let output = OutputSpec {
+            format: OutputFormat::Gif,
+            ..OutputSpec::default()
+        };
+        let out = crate::process(&gif(None), &steps, &output, &Limits::default()).unwrap();
+        let frames = GifDecoder::new(Cursor::new(&out.bytes))
+            .unwrap()
+            .into_frames()
+            .collect_frames()
+            .unwrap();
+        assert_eq!(frames.len(), 3);
+        for (i, frame) in frames.iter().enumerate() {
+            let frame = frame.buffer();
+            assert!(close(frame.get_pixel(10, 6), [255; 4]), "frame {i}");
+            assert!(close(frame.get_pixel(7, 4), COLOURS[i]), "frame {i}");
+        }
+    }
+
+    #[test]
     fn still_outputs_take_the_first_frame() {
         let out = render(&gif(None), json!([]), OutputFormat::Png);
         let image = image::load_from_memory(&out.bytes).unwrap().to_rgba8();

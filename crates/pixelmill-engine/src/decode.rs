@@ -2,7 +2,7 @@ use std::io::Cursor;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, RgbaImage};
-use pixelmill_core::ImageFormat;
+use pixelmill_core::{IccMode, ImageFormat};
 
 use crate::animation::Looping;
 use crate::sniff::sniff;
@@ -46,6 +46,8 @@ pub(crate) struct Decoded {
     /// The displayed size at full scale; larger than `image` when the decoder shrank on load.
     pub source: (u32, u32),
     pub frames: u32,
+    /// The embedded ICC profile, when it was kept (`IccMode::Keep`) rather than applied.
+    pub icc: Option<Vec<u8>>,
 }
 
 /// Sniffs, enforces `limits` from the headers, then decodes everything once so that corrupt or
@@ -65,29 +67,36 @@ pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<ImageInfo, EngineError> 
     })
 }
 
-/// Decodes the first frame. `min_scale` is asked, with the full displayed size, how small the
-/// decoded image may be relative to it (1.0: full size); decoders that can shrink on load
+/// Decodes the first frame, in sRGB. `min_scale` is asked, with the full displayed size, how small
+/// the decoded image may be relative to it (1.0: full size); decoders that can shrink on load
 /// (JPEG) decode at the smallest scale not below that.
 pub(crate) fn decode(
     bytes: &[u8],
     limits: &Limits,
     min_scale: impl FnOnce(u32, u32) -> f64,
 ) -> Result<Decoded, EngineError> {
+    decode_with_icc(bytes, limits, min_scale, IccMode::Srgb)
+}
+
+/// As `decode`; with `IccMode::Keep` an embedded profile is not applied but handed back in
+/// `Decoded::icc`, for the encoder to embed.
+pub(crate) fn decode_with_icc(
+    bytes: &[u8],
+    limits: &Limits,
+    min_scale: impl FnOnce(u32, u32) -> f64,
+    icc_mode: IccMode,
+) -> Result<Decoded, EngineError> {
     let format = sniff(bytes)?;
-    let codec =
-        match format {
-            ImageFormat::Jpeg => image::ImageFormat::Jpeg,
-            ImageFormat::Png => image::ImageFormat::Png,
-            ImageFormat::Gif => image::ImageFormat::Gif,
-            ImageFormat::Webp => image::ImageFormat::WebP,
-            ImageFormat::Bmp => image::ImageFormat::Bmp,
-            ImageFormat::Tiff => image::ImageFormat::Tiff,
-            ImageFormat::Avif => return Err(EngineError::UnsupportedFormat(
-                "AVIF decoding is not supported yet; convert the image to JPEG, PNG or WebP and \
-                 upload it again"
-                    .into(),
-            )),
-        };
+    let codec = match format {
+        ImageFormat::Jpeg => image::ImageFormat::Jpeg,
+        ImageFormat::Png => image::ImageFormat::Png,
+        ImageFormat::Gif => image::ImageFormat::Gif,
+        ImageFormat::Webp => image::ImageFormat::WebP,
+        ImageFormat::Bmp => image::ImageFormat::Bmp,
+        ImageFormat::Tiff => image::ImageFormat::Tiff,
+        // Decoded by crate::avif, not by image.
+        ImageFormat::Avif => image::ImageFormat::Avif,
+    };
     if let Some((width, height)) = png_header_size(bytes) {
         check_pixels(width, height, limits)?;
     }
@@ -110,16 +119,22 @@ pub(crate) fn decode(
                 Some(jpeg) => (jpeg.image, jpeg.source, jpeg.icc),
                 None => full_size(decode_first_frame(bytes, codec, format, limits)?),
             },
+            ImageFormat::Avif => full_size(crate::avif::decode(bytes, limits)?),
             _ => full_size(decode_first_frame(bytes, codec, format, limits)?),
         };
-        if let Some(icc) = icc {
-            crate::color::to_srgb(&mut image, &icc)?;
-        }
+        let icc = match (icc, icc_mode) {
+            (Some(icc), IccMode::Srgb) => {
+                crate::color::to_srgb(&mut image, &icc)?;
+                None
+            }
+            (icc, _) => icc,
+        };
         Ok(Decoded {
             format,
             image,
             source,
             frames,
+            icc,
         })
     }))
     .unwrap_or_else(|_| {
@@ -214,10 +229,14 @@ fn png_header_size(bytes: &[u8]) -> Option<(u32, u32)> {
 /// JPEG decoders fill a cut-off scan with grey and report success, so completeness is checked
 /// here: the end-of-image marker must follow the last start-of-scan. (Entropy-coded data escapes
 /// 0xFF, so neither marker can appear by accident inside a scan; a thumbnail's markers come earlier.)
+/// Searched from the end for the last EOI, which sits in the final bytes of a complete file:
+/// searching backwards for the last SOS instead walked the whole scan (1.4 ms for 12 MP).
 fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    // memchr's SIMD search: a byte-pair scan of a 12 MP file costs milliseconds per request.
-    memchr::memmem::rfind(bytes, &[0xFF, 0xDA])
-        .is_some_and(|sos| memchr::memmem::find(&bytes[sos..], &[0xFF, 0xD9]).is_some())
+    const SOS: [u8; 2] = [0xFF, 0xDA];
+    memchr::memmem::rfind(bytes, &[0xFF, 0xD9]).is_some_and(|eoi| {
+        memchr::memmem::find(&bytes[eoi..], &SOS).is_none()
+            && memchr::memmem::find(&bytes[..eoi], &SOS).is_some()
+    })
 }
 
 fn decode_first_frame(
@@ -483,17 +502,33 @@ mod tests {
     }
 
     #[test]
+    fn a_jpeg_cut_after_its_embedded_thumbnail_is_incomplete() {
+        let main = encoded(image::ImageFormat::Jpeg, 64, 48);
+        let thumbnail = encoded(image::ImageFormat::Jpeg, 8, 8);
+        // The thumbnail (its own SOS and EOI) rides in an APP1 segment, as EXIF thumbnails do.
+        let segment_len = u16::try_from(thumbnail.len() + 2).unwrap();
+        let mut with_thumbnail = main[..2].to_vec();
+        with_thumbnail.extend([0xFF, 0xE1]);
+        with_thumbnail.extend(segment_len.to_be_bytes());
+        with_thumbnail.extend(&thumbnail);
+        with_thumbnail.extend(&main[2..]);
+        assert!(jpeg_is_complete(&with_thumbnail));
+        let cut = &with_thumbnail[..with_thumbnail.len() - 40];
+        assert!(!jpeg_is_complete(cut));
+        assert!(!jpeg_is_complete(&main[..main.len() - 2]));
+        assert!(jpeg_is_complete(&[main.as_slice(), &[0u8; 16]].concat()));
+    }
+
+    #[test]
     fn junk_truncated_and_mislabelled_files_are_rejected_cleanly() {
         let limits = Limits::default();
         assert_eq!(
             inspect(b"just some text", &limits).unwrap_err().code(),
             "unsupported_format"
         );
+        // An AVIF signature with no image boxes behind it.
         let avif = b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf";
-        let err = inspect(avif, &limits).unwrap_err();
-        assert!(err
-            .to_string()
-            .contains("AVIF decoding is not supported yet"));
+        assert_eq!(inspect(avif, &limits).unwrap_err().code(), "corrupt_image");
         // PNG body behind a JPEG signature.
         let mut mislabelled = vec![0xFF, 0xD8, 0xFF];
         mislabelled.extend(encoded(image::ImageFormat::Png, 8, 8));

@@ -1,8 +1,9 @@
 use std::io::Cursor;
 
 use image::codecs::gif::GifEncoder;
-use image::{DynamicImage, RgbaImage};
-use pixelmill_core::{ImageFormat, OutputFormat, OutputSpec};
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::{DynamicImage, ImageEncoder, RgbaImage};
+use pixelmill_core::{IccMode, ImageFormat, OutputFormat, OutputSpec};
 
 use crate::EngineError;
 
@@ -14,17 +15,51 @@ pub(crate) const GIF_QUANTIZE_SPEED: i32 = 10;
 const WEBP_MAX_SIDE: u32 = 16383;
 
 /// Validates an output spec before a job is accepted, so an unencodable request fails fast.
+/// Options are checked against the requested format; with `original` the input decides later
+/// (see `embeds_icc`), and a PNG-only option is simply not used when the original is no PNG.
 pub fn check_output(output: &OutputSpec) -> Result<(), String> {
-    if output.format == OutputFormat::Avif && !cfg!(feature = "avif") {
+    let format = output.format;
+    if format == OutputFormat::Avif && !cfg!(feature = "avif") {
         return Err(avif_message());
     }
-    match output.quality {
-        Some(q) if !(1..=100).contains(&q) => Err(format!(
+    if let Some(q) = output.quality.filter(|q| !(1..=100).contains(q)) {
+        return Err(format!(
             "output quality must be from 1 to 100, got {q}; pick e.g. 80, or leave it out for \
              the format's default"
-        )),
-        _ => Ok(()),
+        ));
     }
+    if let Some(level) = output.compression {
+        if level > 9 {
+            return Err(format!(
+                "output compression must be from 0 (fastest) to 9 (smallest), got {level}; pick \
+                 e.g. 9, or leave it out for the fast default"
+            ));
+        }
+        if !matches!(format, OutputFormat::Png | OutputFormat::Original) {
+            return Err(format!(
+                "output compression applies to png only, and the format is {}; leave \
+                 compression out or choose png",
+                format.as_str()
+            ));
+        }
+    }
+    if output.icc == IccMode::Keep && matches!(format, OutputFormat::Gif | OutputFormat::Avif) {
+        return Err(format!(
+            "output icc \"keep\" needs a format that can carry the profile, and {} here cannot; \
+             choose jpeg, png or webp, or leave icc out to convert to sRGB",
+            format.as_str()
+        ));
+    }
+    Ok(())
+}
+
+/// Whether outputs of `format` carry the input's ICC profile under `IccMode::Keep`; the others
+/// get sRGB pixels.
+pub(crate) fn embeds_icc(format: ImageFormat) -> bool {
+    matches!(
+        format,
+        ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Webp
+    )
 }
 
 fn avif_message() -> String {
@@ -46,14 +81,16 @@ pub fn resolve(output: OutputFormat, input: ImageFormat) -> Result<ImageFormat, 
     })
 }
 
-/// Encodes 8-bit RGBA. JPEG has no alpha, so transparent areas are flattened onto white.
-/// WebP is lossy at `quality` (default 80) unless quality is 100, which selects lossless.
+/// Encodes 8-bit RGBA with the options of `output`, embedding `icc` where the format can (see
+/// `embeds_icc`). JPEG has no alpha, so transparent areas are flattened onto white. WebP is lossy
+/// at `quality` (default 80) unless quality is 100, which selects lossless.
 pub(crate) fn encode(
     image: &RgbaImage,
     format: ImageFormat,
-    quality: Option<u8>,
-    progressive: bool,
+    output: &OutputSpec,
+    icc: Option<&[u8]>,
 ) -> Result<Vec<u8>, EngineError> {
+    let quality = output.quality;
     let failed = |e: &dyn std::fmt::Display| {
         EngineError::Encode(format!(
             "encoding the {}x{} result as {} failed ({e}); try another output format",
@@ -73,9 +110,16 @@ pub(crate) fn encode(
                 flattened = flatten_on_white(image);
                 &flattened
             };
-            out = crate::jpeg::encode(opaque, quality, progressive).map_err(|e| failed(&e))?;
+            out = crate::jpeg::encode(opaque, quality, output.progressive, icc)
+                .map_err(|e| failed(&e))?;
         }
-        ImageFormat::Webp => return encode_webp(image, quality),
+        ImageFormat::Webp => {
+            let webp = encode_webp(image, quality)?;
+            return Ok(match icc {
+                Some(icc) => webp_with_icc(&webp, icc, image),
+                None => webp,
+            });
+        }
         ImageFormat::Gif => {
             GifEncoder::new_with_speed(&mut out, GIF_QUANTIZE_SPEED)
                 .encode(
@@ -86,9 +130,23 @@ pub(crate) fn encode(
                 )
                 .map_err(|e| failed(&e))?;
         }
-        ImageFormat::Png | ImageFormat::Bmp | ImageFormat::Tiff => {
+        ImageFormat::Png => {
+            let compression = output
+                .compression
+                .map_or(CompressionType::default(), CompressionType::Level);
+            let mut encoder =
+                PngEncoder::new_with_quality(&mut out, compression, FilterType::default());
+            if let Some(icc) = icc {
+                encoder
+                    .set_icc_profile(icc.to_vec())
+                    .map_err(|e| failed(&e))?;
+            }
+            drop_opaque_alpha(image)
+                .write_with_encoder(encoder)
+                .map_err(|e| failed(&e))?;
+        }
+        ImageFormat::Bmp | ImageFormat::Tiff => {
             let codec = match format {
-                ImageFormat::Png => image::ImageFormat::Png,
                 ImageFormat::Bmp => image::ImageFormat::Bmp,
                 _ => image::ImageFormat::Tiff,
             };
@@ -120,6 +178,45 @@ fn encode_webp(image: &RgbaImage, quality: Option<u8>) -> Result<Vec<u8>, Engine
             ))
         })?;
     Ok(encoded.to_vec())
+}
+
+/// Tags an encoded WebP with an ICCP chunk, turning a simple file (one VP8/VP8L chunk) into an
+/// extended one first. Done on the RIFF chunks because the webp crate has no mux.
+fn webp_with_icc(webp: &[u8], icc: &[u8], image: &RgbaImage) -> Vec<u8> {
+    const ICC_FLAG: u8 = 0x20;
+    const ALPHA_FLAG: u8 = 0x10;
+    // 12: "RIFF", size, "WEBP"; an extended file's VP8X chunk is 8 + 10 bytes.
+    let body = &webp[12..];
+    let mut chunks = Vec::with_capacity(webp.len() + icc.len() + 32);
+    let image_chunks = if body.starts_with(b"VP8X") {
+        chunks.extend(&body[..18]);
+        chunks[8] |= ICC_FLAG;
+        &body[18..]
+    } else {
+        let alpha = if crate::pixels::is_opaque(image) {
+            0
+        } else {
+            ALPHA_FLAG
+        };
+        chunks.extend(b"VP8X");
+        chunks.extend(10u32.to_le_bytes());
+        chunks.extend([ICC_FLAG | alpha, 0, 0, 0]);
+        chunks.extend(&(image.width() - 1).to_le_bytes()[..3]);
+        chunks.extend(&(image.height() - 1).to_le_bytes()[..3]);
+        body
+    };
+    chunks.extend(b"ICCP");
+    chunks.extend((icc.len() as u32).to_le_bytes());
+    chunks.extend(icc);
+    if icc.len() % 2 == 1 {
+        chunks.push(0);
+    }
+    chunks.extend(image_chunks);
+    let mut out = b"RIFF".to_vec();
+    out.extend((chunks.len() as u32 + 4).to_le_bytes());
+    out.extend(b"WEBP");
+    out.extend(chunks);
+    out
 }
 
 /// AVIF through rav1e (pure Rust, no assembly, one thread): 10-bit AV1, quality default 60
@@ -188,6 +285,13 @@ mod tests {
         })
     }
 
+    fn options(quality: Option<u8>) -> OutputSpec {
+        OutputSpec {
+            quality,
+            ..OutputSpec::default()
+        }
+    }
+
     fn decode(bytes: &[u8]) -> RgbaImage {
         image::load_from_memory(bytes).unwrap().to_rgba8()
     }
@@ -197,11 +301,11 @@ mod tests {
         let mut img = sample();
         img.put_pixel(0, 0, image::Rgba([1, 2, 3, 4]));
         for format in [ImageFormat::Png, ImageFormat::Tiff, ImageFormat::Bmp] {
-            let bytes = encode(&img, format, None, false).unwrap();
+            let bytes = encode(&img, format, &options(None), None).unwrap();
             assert_eq!(crate::sniff::sniff(&bytes).unwrap(), format);
             assert_eq!(decode(&bytes), img, "{format:?}");
         }
-        let lossless_webp = encode(&img, ImageFormat::Webp, Some(100), false).unwrap();
+        let lossless_webp = encode(&img, ImageFormat::Webp, &options(Some(100)), None).unwrap();
         assert_eq!(decode(&lossless_webp), img);
     }
 
@@ -209,7 +313,7 @@ mod tests {
     fn lossy_formats_stay_close_and_quality_matters() {
         let img = sample();
         for format in [ImageFormat::Jpeg, ImageFormat::Webp] {
-            let bytes = encode(&img, format, None, false).unwrap();
+            let bytes = encode(&img, format, &options(None), None).unwrap();
             assert_eq!(crate::sniff::sniff(&bytes).unwrap(), format);
             let back = decode(&bytes);
             let max_err = img
@@ -221,18 +325,18 @@ mod tests {
             assert!(max_err < 40, "{format:?} error {max_err}");
             // Headers dominate a tiny image, so quality is compared on a larger, busier one.
             let busy = crate::filters::testutil::pattern(400, 300);
-            let small = encode(&busy, format, Some(5), false).unwrap();
-            let large = encode(&busy, format, Some(90), false).unwrap();
+            let small = encode(&busy, format, &options(Some(5)), None).unwrap();
+            let large = encode(&busy, format, &options(Some(90)), None).unwrap();
             assert!(small.len() * 3 < large.len(), "{format:?}");
         }
-        let gif = encode(&img, ImageFormat::Gif, None, false).unwrap();
+        let gif = encode(&img, ImageFormat::Gif, &options(None), None).unwrap();
         assert_eq!(decode(&gif).dimensions(), (40, 30));
     }
 
     #[test]
     fn jpeg_flattens_transparency_onto_white() {
         let img = RgbaImage::from_pixel(16, 16, image::Rgba([0, 0, 0, 0]));
-        let back = decode(&encode(&img, ImageFormat::Jpeg, Some(95), false).unwrap());
+        let back = decode(&encode(&img, ImageFormat::Jpeg, &options(Some(95)), None).unwrap());
         assert!(back
             .pixels()
             .all(|p| p[0] > 250 && p[1] > 250 && p[2] > 250));
@@ -243,7 +347,7 @@ mod tests {
         let spec = |format, quality| OutputSpec {
             format,
             quality,
-            progressive: false,
+            ..OutputSpec::default()
         };
         assert!(check_output(&spec(OutputFormat::Jpeg, Some(0))).is_err());
         assert!(check_output(&spec(OutputFormat::Webp, Some(101))).is_err());
@@ -258,14 +362,13 @@ mod tests {
     #[test]
     fn avif_encodes_with_alpha_and_quality_matters() {
         let busy = crate::filters::testutil::pattern(96, 64);
-        let high = encode(&busy, ImageFormat::Avif, Some(90), false).unwrap();
-        let low = encode(&busy, ImageFormat::Avif, Some(20), false).unwrap();
+        let high = encode(&busy, ImageFormat::Avif, &options(Some(90)), None).unwrap();
+        let low = encode(&busy, ImageFormat::Avif, &options(Some(20)), None).unwrap();
         assert_eq!(crate::sniff::sniff(&high).unwrap(), ImageFormat::Avif);
         assert!(low.len() < high.len(), "{} vs {}", low.len(), high.len());
         let avif = OutputSpec {
             format: OutputFormat::Avif,
-            quality: None,
-            progressive: false,
+            ..OutputSpec::default()
         };
         assert!(check_output(&avif).is_ok());
         assert_eq!(
@@ -279,8 +382,7 @@ mod tests {
     fn avif_is_refused_up_front_without_the_encoder() {
         let avif = OutputSpec {
             format: OutputFormat::Avif,
-            quality: None,
-            progressive: false,
+            ..OutputSpec::default()
         };
         assert!(check_output(&avif).unwrap_err().contains("webp"));
         let err = resolve(OutputFormat::Avif, ImageFormat::Png).unwrap_err();

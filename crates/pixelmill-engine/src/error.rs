@@ -25,6 +25,17 @@ impl EngineError {
             Self::Encode(_) => "internal",
         }
     }
+
+    /// The same error with its message rewritten, e.g. to say which image it is about.
+    pub(crate) fn map_message(self, f: impl FnOnce(String) -> String) -> Self {
+        match self {
+            Self::UnsupportedFormat(m) => Self::UnsupportedFormat(f(m)),
+            Self::Corrupt(m) => Self::Corrupt(f(m)),
+            Self::TooLarge(m) => Self::TooLarge(f(m)),
+            Self::InvalidOperation(m) => Self::InvalidOperation(f(m)),
+            Self::Encode(m) => Self::Encode(f(m)),
+        }
+    }
 }
 
 /// A pipeline step the registry could not compile. `step` is the 0-based index into the

@@ -10,6 +10,8 @@ use mozjpeg::{ColorSpace, Compress, Decompress, Marker};
 use crate::decode::check_pixels;
 use crate::{EngineError, Limits};
 
+mod reduced;
+
 /// The decoded first (only) frame, the size it has at full scale after orientation, and its
 /// embedded ICC profile.
 pub(crate) struct JpegImage {
@@ -54,18 +56,24 @@ pub(crate) fn decode(
     } else {
         (width, height)
     };
-    decoder.scale(dct_scale(min_scale(source.0, source.1)));
-    let mut started = decoder.rgba().map_err(corrupt)?;
-    let (w, h) = (started.width() as u32, started.height() as u32);
-    let pixels = started.read_scanlines::<u8>().map_err(corrupt)?;
-    started.finish().map_err(corrupt)?;
-    let image = RgbaImage::from_raw(w, h, pixels).ok_or_else(|| {
-        EngineError::Corrupt(
-            "the JPEG decoder returned fewer rows than the header promised; \
-                              re-export the image and upload it again"
-                .into(),
-        )
-    })?;
+    let scale = dct_scale(min_scale(source.0, source.1));
+    let image = match reduced::decode(bytes, scale) {
+        Some(image) => image,
+        None => {
+            decoder.scale(scale);
+            let mut started = decoder.rgba().map_err(corrupt)?;
+            let (w, h) = (started.width() as u32, started.height() as u32);
+            let pixels = started.read_scanlines::<u8>().map_err(corrupt)?;
+            started.finish().map_err(corrupt)?;
+            RgbaImage::from_raw(w, h, pixels).ok_or_else(|| {
+                EngineError::Corrupt(
+                    "the JPEG decoder returned fewer rows than the header promised; \
+                     re-export the image and upload it again"
+                        .into(),
+                )
+            })?
+        }
+    };
     let mut image = DynamicImage::ImageRgba8(image);
     image.apply_orientation(orientation);
     Ok(Some(JpegImage {
@@ -101,7 +109,25 @@ fn corrupt(e: std::io::Error) -> EngineError {
 
 /// Encodes opaque RGBA (alpha is ignored: callers flatten first) with libjpeg-turbo's baseline
 /// settings: 4:2:0 chroma, Huffman tables optimised, no trellis search (mozjpeg's slow extras).
-pub(crate) fn encode(image: &RgbaImage, quality: u8, progressive: bool) -> Result<Vec<u8>, String> {
+/// `icc` is written as APP2 `ICC_PROFILE` segments.
+pub(crate) fn encode(
+    image: &RgbaImage,
+    quality: u8,
+    progressive: bool,
+    icc: Option<&[u8]>,
+) -> Result<Vec<u8>, String> {
+    // ICC.1 Annex B numbers the segments from 1 (mozjpeg's write_icc_profile counts from 0, which
+    // libjpeg's own reader and browsers reject), at most 255 of them.
+    const ICC_PER_SEGMENT: usize = 65533 - 14;
+    let icc_segments = icc.map(|icc| icc.chunks(ICC_PER_SEGMENT));
+    let icc_count = match &icc_segments {
+        Some(segments) => u8::try_from(segments.len()).map_err(|_| {
+            "the ICC profile is too large for JPEG (over 255 segments); leave icc out to convert \
+             to sRGB"
+                .to_string()
+        })?,
+        None => 0,
+    };
     std::panic::catch_unwind(|| {
         let mut compress = Compress::new(ColorSpace::JCS_EXT_RGBA);
         compress.set_fastest_defaults();
@@ -112,6 +138,14 @@ pub(crate) fn encode(image: &RgbaImage, quality: u8, progressive: bool) -> Resul
             compress.set_progressive_mode();
         }
         let mut started = compress.start_compress(Vec::new())?;
+        for (n, segment) in icc_segments.into_iter().flatten().enumerate() {
+            let data = [
+                b"ICC_PROFILE\0".as_slice(),
+                &[n as u8 + 1, icc_count],
+                segment,
+            ];
+            started.write_marker(Marker::APP(2), &data.concat());
+        }
         started.write_scanlines(image.as_raw())?;
         started.finish()
     })
@@ -127,8 +161,8 @@ mod tests {
     fn progressive_output_uses_progressive_scans() {
         let image = crate::filters::testutil::pattern(64, 48);
         let has = |bytes: &[u8], marker: u8| bytes.windows(2).any(|w| w == [0xFF, marker]);
-        let baseline = encode(&image, 80, false).unwrap();
-        let progressive = encode(&image, 80, true).unwrap();
+        let baseline = encode(&image, 80, false, None).unwrap();
+        let progressive = encode(&image, 80, true, None).unwrap();
         assert!(has(&baseline, 0xC0) && !has(&baseline, 0xC2));
         assert!(has(&progressive, 0xC2) && !has(&progressive, 0xC0));
         // Same pixels either way (both decode, same size).

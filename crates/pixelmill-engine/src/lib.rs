@@ -6,6 +6,7 @@
 //! when the output is animated too (GIF or WebP); other outputs take the first frame.
 
 mod animation;
+mod avif;
 mod color;
 #[cfg(test)]
 mod conformance;
@@ -27,7 +28,7 @@ pub use decode::{inspect, ImageInfo, Limits};
 pub use encode::{check_output, resolve as resolve_output};
 pub use error::{EngineError, PipelineError};
 pub use params::ParamSchema;
-pub use pipeline::Pipeline;
+pub use pipeline::{ImageRef, Pipeline};
 pub use process::{process, Rendered};
 pub use registry::{FilterSchema, Registry};
 pub use sniff::sniff;

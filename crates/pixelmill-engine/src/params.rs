@@ -15,6 +15,7 @@ pub(crate) enum Kind {
     Text { max_len: usize },
     Enum(&'static [&'static str]),
     Color { alpha: bool },
+    Boolean,
 }
 
 /// Whether a parameter must be given, may be left out, or falls back to a default.
@@ -24,6 +25,7 @@ pub(crate) enum Presence {
     Optional,
     DefaultNum(f64),
     DefaultStr(&'static str),
+    DefaultBool(bool),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +58,7 @@ impl ParamSpec {
             Kind::Text { max_len } => ("string", None, Some(max_len.into()), None),
             Kind::Enum(values) => ("enum", None, None, Some(values.to_vec())),
             Kind::Color { .. } => ("color", None, None, None),
+            Kind::Boolean => ("boolean", None, None, None),
         };
         ParamSchema {
             name: self.name,
@@ -76,6 +79,7 @@ impl ParamSpec {
             (Presence::DefaultNum(v), Kind::Integer { .. }) => Some((v as i64).into()),
             (Presence::DefaultNum(v), _) => Some(v.into()),
             (Presence::DefaultStr(v), _) => Some(v.into()),
+            (Presence::DefaultBool(v), _) => Some(v.into()),
         }
     }
 
@@ -89,6 +93,7 @@ impl ParamSpec {
             Kind::Color { alpha: true } => {
                 "a colour like \"#ff8800\" or \"#ff880080\" (#rrggbb or #rrggbbaa)".to_owned()
             }
+            Kind::Boolean => "true or false".to_owned(),
         }
     }
 
@@ -141,6 +146,7 @@ impl ParamSpec {
                     .ok_or_else(invalid)?;
                 Ok(Arg::Color(v))
             }
+            Kind::Boolean => raw.as_bool().map(Arg::Bool).ok_or_else(invalid),
         }
     }
 }
@@ -185,6 +191,7 @@ enum Arg {
     Num(f64),
     Str(String),
     Color([u8; 4]),
+    Bool(bool),
 }
 
 /// Validated parameters with defaults filled in. Getters panic only if a filter asks for a name
@@ -231,6 +238,7 @@ impl Args {
                 // with `int` and a colour default with `color`.
                 (None, Presence::DefaultNum(v)) => spec.parse(&Value::from(v))?,
                 (None, Presence::DefaultStr(v)) => spec.parse(&Value::from(v))?,
+                (None, Presence::DefaultBool(v)) => spec.parse(&Value::from(v))?,
             };
             values.insert(spec.name, arg);
         }
@@ -275,6 +283,13 @@ impl Args {
         match self.values.get(name) {
             Some(Arg::Color(v)) => *v,
             other => panic!("parameter `{name}` is {other:?}, not a colour"),
+        }
+    }
+
+    pub(crate) fn bool(&self, name: &str) -> bool {
+        match self.values.get(name) {
+            Some(Arg::Bool(v)) => *v,
+            other => panic!("parameter `{name}` is {other:?}, not a boolean"),
         }
     }
 }
@@ -450,6 +465,29 @@ mod tests {
         assert_eq!(k["default"].as_i64(), Some(4));
     }
 
+    #[test]
+    fn booleans_take_json_true_or_false_and_publish_their_default() {
+        const SPECS: &[ParamSpec] = &[ParamSpec {
+            name: "on",
+            kind: Kind::Boolean,
+            presence: Presence::DefaultBool(false),
+            description: "",
+        }];
+        let parse = |v: Value| Args::parse("b", SPECS, v.as_object().unwrap());
+        assert!(!parse(json!({})).unwrap().bool("on"));
+        assert!(parse(json!({"on": true})).unwrap().bool("on"));
+        let err = parse(json!({"on": "yes"})).unwrap_err();
+        assert_eq!(
+            err.message,
+            "parameter `on` must be true or false, got \"yes\""
+        );
+        let schema = serde_json::to_value(SPECS[0].schema()).unwrap();
+        assert_eq!(
+            (&schema["type"], &schema["default"]),
+            (&json!("boolean"), &json!(false))
+        );
+    }
+
     /// Defaults are parsed like given values, so a bad default would fail every request that
     /// leaves the parameter out; check every built-in filter's defaults here instead.
     #[test]
@@ -459,6 +497,7 @@ mod tests {
                 let default = match spec.presence {
                     Presence::DefaultNum(v) => Value::from(v),
                     Presence::DefaultStr(v) => Value::from(v),
+                    Presence::DefaultBool(v) => Value::from(v),
                     Presence::Required | Presence::Optional => continue,
                 };
                 if let Err(e) = spec.parse(&default) {

@@ -1,8 +1,9 @@
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use image::RgbaImage;
 
-use crate::decode::check_pixels;
+use crate::decode::{check_pixels, decode};
 use crate::filters::Op;
 use crate::{EngineError, Limits};
 
@@ -15,10 +16,21 @@ pub(crate) struct Step {
     pub op: Box<dyn Op>,
 }
 
-/// A validated, compiled list of steps, built by [`crate::Registry::compile`].
+/// A validated, compiled list of steps, built by [`crate::Registry::compile`]. Steps that read
+/// other stored images (see [`Pipeline::referenced_images`]) need them attached before it runs.
 #[derive(Debug)]
 pub struct Pipeline {
     steps: Vec<Step>,
+}
+
+/// A stored image that a step reads besides the image being processed, e.g. a watermark's
+/// overlay. The id is as the client wrote it; whether it exists is for the caller to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageRef<'a> {
+    /// 0-based index of the step, as in [`crate::PipelineError`].
+    pub step: usize,
+    pub op: &'static str,
+    pub id: &'a str,
 }
 
 impl Pipeline {
@@ -32,6 +44,44 @@ impl Pipeline {
 
     pub fn len(&self) -> usize {
         self.steps.len()
+    }
+
+    /// Every stored image the steps read, each once (with the first step that reads it), in
+    /// step order. The engine does no I/O, so callers fetch each one and hand its bytes to
+    /// [`Pipeline::attach_image`].
+    pub fn referenced_images(&self) -> Vec<ImageRef<'_>> {
+        let mut refs: Vec<ImageRef<'_>> = Vec::new();
+        for (step, s) in self.steps.iter().enumerate() {
+            for id in s.op.referenced_images() {
+                if !refs.iter().any(|r| r.id == id) {
+                    refs.push(ImageRef {
+                        step,
+                        op: s.name,
+                        id,
+                    });
+                }
+            }
+        }
+        refs
+    }
+
+    /// Decodes `bytes` (first frame, orientation applied, 8-bit RGBA) under the same `limits` as
+    /// the input and gives it to every step that references image `id`.
+    pub fn attach_image(
+        &mut self,
+        id: &str,
+        bytes: &[u8],
+        limits: &Limits,
+    ) -> Result<(), EngineError> {
+        let decoded = decode(bytes, limits, |_, _| 1.0)
+            .map_err(|e| e.map_message(|m| format!("referenced image {id}: {m}")))?;
+        let image = Arc::new(decoded.image);
+        for step in &mut self.steps {
+            if step.op.referenced_images().iter().any(|r| r == id) {
+                step.op.attach_image(id, image.clone());
+            }
+        }
+        Ok(())
     }
 
     /// Rough CPU units (about one cheap per-pixel pass each) for decoding a `width`×`height`

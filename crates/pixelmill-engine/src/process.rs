@@ -1,12 +1,12 @@
 use std::time::{Duration, Instant};
 
-use pixelmill_core::{ImageFormat, OutputSpec};
+use pixelmill_core::{IccMode, ImageFormat, OutputSpec};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::animation;
-use crate::decode::decode;
-use crate::encode::{encode, resolve};
+use crate::decode::decode_with_icc;
+use crate::encode::{embeds_icc, encode, resolve};
 use crate::sniff::sniff;
 use crate::{EngineError, Limits, Pipeline};
 
@@ -68,13 +68,20 @@ pub fn process(
         }
     }
     let started = Instant::now();
-    let decoded = decode(input, limits, |w, h| pipeline.min_decode_scale(w, h))?;
+    // Only outputs that can carry the profile keep it; the others get sRGB pixels.
+    let icc_mode = if embeds_icc(format) {
+        output.icc
+    } else {
+        IccMode::Srgb
+    };
+    let min_scale = |w, h| pipeline.min_decode_scale(w, h);
+    let decoded = decode_with_icc(input, limits, min_scale, icc_mode)?;
     timings.push(("decode", started.elapsed()));
 
     let image = pipeline.run(decoded.image, decoded.source, limits, &mut timings)?;
 
     let started = Instant::now();
-    let bytes = encode(&image, format, output.quality, output.progressive)?;
+    let bytes = encode(&image, format, output, decoded.icc.as_deref())?;
     timings.push(("encode", started.elapsed()));
     Ok(Rendered {
         bytes,
@@ -135,6 +142,125 @@ mod tests {
             image::load_from_memory(&out.bytes).unwrap().to_rgba8(),
             expected
         );
+    }
+
+    /// The profile a decoder finds in `bytes`.
+    fn embedded_icc(bytes: &[u8]) -> Option<Vec<u8>> {
+        use image::ImageDecoder;
+        let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .unwrap();
+        reader.into_decoder().unwrap().icc_profile().unwrap()
+    }
+
+    #[test]
+    fn icc_keep_embeds_the_profile_and_leaves_the_pixels_alone() {
+        let icc = crate::color::tests::linear_rgb_icc();
+        let grey = image::RgbaImage::from_pixel(16, 16, image::Rgba([128, 128, 128, 255]));
+        let jpeg = crate::jpeg::encode(&grey, 95, false, Some(&icc)).unwrap();
+        assert_eq!(embedded_icc(&jpeg).as_ref(), Some(&icc));
+        let none = pipeline(json!([]));
+        for format in [OutputFormat::Jpeg, OutputFormat::Png, OutputFormat::Webp] {
+            let keep = OutputSpec {
+                format,
+                quality: Some(100),
+                icc: IccMode::Keep,
+                ..OutputSpec::default()
+            };
+            let kept = process(&jpeg, &none, &keep, &Limits::default()).unwrap();
+            assert_eq!(embedded_icc(&kept.bytes).as_ref(), Some(&icc), "{format:?}");
+            let pixel = *image::load_from_memory(&kept.bytes)
+                .unwrap()
+                .to_rgba8()
+                .get_pixel(8, 8);
+            assert!(pixel[0].abs_diff(128) <= 2, "{format:?} kept {pixel:?}");
+
+            let srgb = OutputSpec {
+                icc: IccMode::Srgb,
+                ..keep
+            };
+            let converted = process(&jpeg, &none, &srgb, &Limits::default()).unwrap();
+            assert_eq!(embedded_icc(&converted.bytes), None, "{format:?}");
+            let pixel = *image::load_from_memory(&converted.bytes)
+                .unwrap()
+                .to_rgba8()
+                .get_pixel(8, 8);
+            assert!(
+                (185..=191).contains(&pixel[0]),
+                "{format:?} converted {pixel:?}"
+            );
+        }
+        // A transparent lossy WebP already has a VP8X chunk; the profile joins it.
+        let mut translucent = crate::filters::testutil::pattern(16, 16);
+        translucent.put_pixel(0, 0, image::Rgba([1, 2, 3, 4]));
+        let webp = crate::encode::encode(
+            &translucent,
+            ImageFormat::Webp,
+            &OutputSpec::default(),
+            Some(&icc),
+        )
+        .unwrap();
+        assert_eq!(embedded_icc(&webp).as_ref(), Some(&icc));
+        assert_eq!(
+            image::load_from_memory(&webp)
+                .unwrap()
+                .to_rgba8()
+                .get_pixel(0, 0)[3],
+            4
+        );
+    }
+
+    #[test]
+    fn png_compression_changes_size_not_pixels() {
+        let input = png(120, 90);
+        let none = pipeline(json!([]));
+        let at = |compression| OutputSpec {
+            format: OutputFormat::Png,
+            compression: Some(compression),
+            ..OutputSpec::default()
+        };
+        let stored = process(&input, &none, &at(0), &Limits::default()).unwrap();
+        let best = process(&input, &none, &at(9), &Limits::default()).unwrap();
+        assert!(
+            best.bytes.len() < stored.bytes.len() / 2,
+            "{} vs {}",
+            best.bytes.len(),
+            stored.bytes.len()
+        );
+        let pixels = |bytes: &[u8]| image::load_from_memory(bytes).unwrap().to_rgba8();
+        assert_eq!(pixels(&best.bytes), pixels(&stored.bytes));
+        assert_eq!(pixels(&best.bytes), pixels(&input));
+    }
+
+    #[test]
+    fn options_that_the_format_cannot_honour_are_refused_up_front() {
+        let spec = |format, compression, icc| OutputSpec {
+            format,
+            compression,
+            icc,
+            ..OutputSpec::default()
+        };
+        let refused = [
+            spec(OutputFormat::Png, Some(10), IccMode::Srgb),
+            spec(OutputFormat::Jpeg, Some(6), IccMode::Srgb),
+            spec(OutputFormat::Webp, Some(6), IccMode::Srgb),
+            spec(OutputFormat::Gif, None, IccMode::Keep),
+            spec(OutputFormat::Avif, None, IccMode::Keep),
+        ];
+        for output in refused {
+            let message = crate::check_output(&output).unwrap_err();
+            assert!(
+                message.contains("compression") || message.contains("icc"),
+                "{message}"
+            );
+        }
+        for output in [
+            spec(OutputFormat::Png, Some(0), IccMode::Keep),
+            spec(OutputFormat::Original, Some(9), IccMode::Keep),
+            spec(OutputFormat::Webp, None, IccMode::Keep),
+        ] {
+            assert_eq!(crate::check_output(&output), Ok(()), "{output:?}");
+        }
     }
 
     #[test]

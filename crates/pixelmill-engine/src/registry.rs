@@ -123,6 +123,7 @@ mod tests {
             "trim",
             "round_corners",
             "smart_crop",
+            "watermark",
         ] {
             assert!(ops.contains(&op), "{op} missing from {ops:?}");
         }

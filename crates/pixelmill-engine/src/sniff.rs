@@ -21,12 +21,12 @@ pub fn sniff(bytes: &[u8]) -> Result<ImageFormat, EngineError> {
         ImageFormat::Avif
     } else if bytes.is_empty() {
         return Err(EngineError::UnsupportedFormat(
-            "the file is empty; upload a JPEG, PNG, GIF, WebP, BMP or TIFF image".into(),
+            "the file is empty; upload a JPEG, PNG, GIF, WebP, AVIF, BMP or TIFF image".into(),
         ));
     } else {
         return Err(EngineError::UnsupportedFormat(
             "the file is not a recognised image (unknown magic bytes); upload a JPEG, PNG, GIF, \
-             WebP, BMP or TIFF image"
+             WebP, AVIF, BMP or TIFF image"
                 .into(),
         ));
     };

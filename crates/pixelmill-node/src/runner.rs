@@ -6,10 +6,10 @@ use crate::metrics::NodeMetrics;
 use async_trait::async_trait;
 use pixelmill_blob::BlobStore;
 use pixelmill_core::{
-    now_ms, sha256_hex, BlobKey, JobId, JobOutput, JobRecord, JobStatus, LinkRecord, LinkToken,
-    TenantId,
+    now_ms, sha256_hex, BlobKey, ImageId, ImageRecord, JobId, JobOutput, JobRecord, JobStatus,
+    LinkRecord, LinkToken, TenantId,
 };
-use pixelmill_engine::{Limits, Registry};
+use pixelmill_engine::{Limits, Pipeline, Registry};
 use pixelmill_meta::MetaStore;
 use pixelmill_notify::{JobEvent, JobEvents};
 use pixelmill_sched::{FailOutcome, Lease, Reclaimed};
@@ -158,30 +158,65 @@ impl JobRunner {
         Ok(())
     }
 
-    async fn render(&self, job: &mut JobRecord) -> Result<(), JobFailure> {
+    /// An image record of the job's tenant and its original's bytes.
+    async fn load_image(
+        &self,
+        tenant: &TenantId,
+        id: &ImageId,
+    ) -> Result<(ImageRecord, bytes::Bytes), JobFailure> {
         let image = self
             .meta
-            .get_image(&job.tenant, &job.image_id)
+            .get_image(tenant, id)
             .await
-            .map_err(|e| JobFailure::transient(format!("reading the image failed: {e}")))?
+            .map_err(|e| JobFailure::transient(format!("reading image {id} failed: {e}")))?
             .ok_or_else(|| {
-                JobFailure::final_(format!("image {} no longer exists", job.image_id))
+                JobFailure::final_(format!(
+                    "image {id} no longer exists; upload it again and submit a new job"
+                ))
             })?;
-        let input = self
+        let bytes = self
             .blob
             .get(&image.blob_key)
             .await
             .map_err(|e| JobFailure {
                 retryable: e.is_retryable(),
-                error: format!("reading the original failed: {e}"),
+                error: format!("reading the original of image {id} failed: {e}"),
             })?;
-        let pipeline = self
+        Ok((image, bytes))
+    }
+
+    /// The images the pipeline reads besides its input (a watermark's overlay), each once.
+    async fn load_referenced(
+        &self,
+        tenant: &TenantId,
+        pipeline: &Pipeline,
+    ) -> Result<Vec<(ImageRecord, bytes::Bytes)>, JobFailure> {
+        let mut loaded = Vec::new();
+        for reference in pipeline.referenced_images() {
+            let id = ImageId::from_string(reference.id);
+            loaded.push(self.load_image(tenant, &id).await?);
+        }
+        Ok(loaded)
+    }
+
+    async fn render(&self, job: &mut JobRecord) -> Result<(), JobFailure> {
+        let (image, input) = self.load_image(&job.tenant, &job.image_id).await?;
+        let mut pipeline = self
             .registry
             .compile(&job.spec.pipeline)
             .map_err(|e| JobFailure::final_(e.to_string()))?;
+        let referenced = self.load_referenced(&job.tenant, &pipeline).await?;
+        // Overlays are part of the work: their content goes into the output's address.
+        let referenced_hashes: String = referenced
+            .iter()
+            .map(|(image, _)| format!("\n{}={}", image.id, image.sha256))
+            .collect();
         let output_spec = job.spec.output.clone();
         let limits = self.limits;
         let rendered = tokio::task::spawn_blocking(move || {
+            for (image, bytes) in &referenced {
+                pipeline.attach_image(image.id.as_str(), bytes, &limits)?;
+            }
             pixelmill_engine::process(&input, &pipeline, &output_spec, &limits)
         })
         .await
@@ -191,8 +226,14 @@ impl JobRunner {
             self.metrics.observe_op(op, *took);
         }
 
-        let address =
-            sha256_hex(format!("{}\n{}", image.sha256, job.spec.canonical_work()).as_bytes());
+        let address = sha256_hex(
+            format!(
+                "{}\n{}{referenced_hashes}",
+                image.sha256,
+                job.spec.canonical_work()
+            )
+            .as_bytes(),
+        );
         let blob_key = BlobKey::output(&address);
         let now = now_ms();
         let expires_at = now + self.link_ttl.as_millis() as i64;

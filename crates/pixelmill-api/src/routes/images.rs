@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
 use pixelmill_core::{ImageId, ImageRecord, TenantId};
+use pixelmill_engine::Pipeline;
 
 /// `POST /v1/images`: the raw image as the body, or `multipart/form-data` with one field `file`.
 pub async fn upload(
@@ -76,6 +77,31 @@ pub(crate) async fn find(state: &AppState, tenant: &TenantId, id: &str) -> ApiRe
                 "image {id} not found; upload it first with POST /v1/images"
             ))
         })
+}
+
+/// The tenant's images that the pipeline reads besides its input (a watermark's overlay), in
+/// step order. A missing one makes the pipeline invalid, so it is a 422 naming the step.
+pub(crate) async fn find_referenced(
+    state: &AppState,
+    tenant: &TenantId,
+    pipeline: &Pipeline,
+) -> ApiResult<Vec<ImageRecord>> {
+    let mut found = Vec::new();
+    for reference in pipeline.referenced_images() {
+        let image = state
+            .meta
+            .get_image(tenant, &ImageId::from_string(reference.id))
+            .await?
+            .ok_or_else(|| {
+                ApiError::invalid_pipeline(format!(
+                    "step {} ({}): image {} not found; upload it first with POST /v1/images \
+                     and use the id it returns",
+                    reference.step, reference.op, reference.id
+                ))
+            })?;
+        found.push(image);
+    }
+    Ok(found)
 }
 
 /// `GET /v1/images/{id}`.

@@ -45,6 +45,7 @@ pub async fn create(
         .map_err(|msg| ApiError::invalid_pipeline(format!("output: {msg}")))?;
     let pipeline = state.registry.compile(&request.pipeline)?;
     let image = super::images::find(&state, &tenant, &request.image_id).await?;
+    super::images::find_referenced(&state, &tenant, &pipeline).await?;
 
     let job_id = match idempotency_key(&headers)? {
         Some(key) => match reserve(&state, &tenant, key, &body).await? {

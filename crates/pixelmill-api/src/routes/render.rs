@@ -1,6 +1,8 @@
-//! `GET /v1/images/{id}/render?ops=…&format=…[&quality=…][&sig=…]`: the pipeline applied on
-//! the fly. The response is a pure function of the stored original and the canonical request, so
-//! its hash is the cache key, the ETag and the blob key of the second cache tier.
+//! `GET /v1/images/{id}/render?ops=…&format=…[&quality=…][&compression=…][&icc=…][&sig=…]`: the
+//! pipeline applied on
+//! the fly. The response is a pure function of the stored original, the images the pipeline
+//! references (a watermark's overlay) and the canonical request, so its hash is the cache key,
+//! the ETag and the blob key of the second cache tier.
 
 use std::sync::Arc;
 
@@ -12,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use pixelmill_blob::BlobError;
 use pixelmill_core::{
-    sha256_hex, BlobKey, ImageFormat, ImageRecord, JobId, JobSpec, NotifySpec, OutputFormat,
-    OutputSpec, PipelineStep,
+    sha256_hex, BlobKey, IccMode, ImageFormat, ImageRecord, JobId, JobSpec, NotifySpec,
+    OutputFormat, OutputSpec, PipelineStep,
 };
 use serde::Deserialize;
 use sha2::Sha256;
@@ -33,6 +35,9 @@ pub struct RenderQuery {
     quality: Option<u8>,
     #[serde(default)]
     progressive: bool,
+    compression: Option<u8>,
+    #[serde(default)]
+    icc: IccMode,
     sig: Option<String>,
 }
 
@@ -47,7 +52,8 @@ pub async fn render(
     let Query(query) = query.map_err(|e| {
         ApiError::bad_request(format!(
             "the render query is malformed ({e}); use ops=<compact pipeline>, format=jpeg|png|\
-             webp|gif|auto|original, quality=1..100 and, when required, sig"
+             webp|gif|avif|auto|original, quality=1..100, compression=0..9 (png), icc=srgb|keep \
+             and, when required, sig"
         ))
     })?;
     let settings = state.render.settings();
@@ -75,13 +81,16 @@ pub async fn render(
         format: requested,
         quality: query.quality,
         progressive: query.progressive,
+        compression: query.compression,
+        icc: query.icc,
     };
     pixelmill_engine::check_output(&output)
-        .map_err(|msg| ApiError::invalid_pipeline(format!("format/quality: {msg}")))?;
+        .map_err(|msg| ApiError::invalid_pipeline(format!("output options: {msg}")))?;
     let image = super::images::find(&state, &tenant, &id).await?;
+    let referenced = super::images::find_referenced(&state, &tenant, &pipeline).await?;
     let format = pixelmill_engine::resolve_output(output.format, image.format)?;
 
-    let key = cache_key(&image, &steps, format, &output);
+    let key = cache_key(&image, &referenced, &steps, format, &output);
     let etag = format!("\"{}\"", &key[..32]);
     let respond = |rendition: &Rendition, source: Source| {
         let mut response = Body::from(rendition.bytes.clone()).into_response();
@@ -121,14 +130,21 @@ pub async fn render(
         return Ok(super::jobs::accepted(&state, &job, StatusCode::ACCEPTED));
     }
 
-    let pipeline = Arc::new(pipeline);
     let limits = settings.limits;
     let lookup = || async {
         if let Some(bytes) = stored(&state, &blob_key).await? {
             return Ok(Lookup::Stored(Rendition { bytes, format }));
         }
         let original = state.blob.get(&image.blob_key).await?;
+        let mut attachments = Vec::with_capacity(referenced.len());
+        for image in &referenced {
+            attachments.push((image.id.clone(), state.blob.get(&image.blob_key).await?));
+        }
         Ok(Lookup::Compute(move || {
+            let mut pipeline = pipeline;
+            for (id, bytes) in &attachments {
+                pipeline.attach_image(id.as_str(), bytes, &limits)?;
+            }
             let rendered = pixelmill_engine::process(&original, &pipeline, &output, &limits)?;
             Ok(Rendition {
                 bytes: rendered.bytes.into(),
@@ -219,17 +235,34 @@ fn accepts(accept: &str, mime: &str) -> bool {
 /// (parameters are kept sorted by the step's map, and the format is resolved).
 fn cache_key(
     image: &ImageRecord,
+    referenced: &[ImageRecord],
     steps: &[PipelineStep],
     format: ImageFormat,
     output: &OutputSpec,
 ) -> String {
-    let canonical = serde_json::json!({
+    let mut canonical = serde_json::json!({
         "input": image.sha256,
         "pipeline": steps,
         "format": format.as_str(),
         "quality": output.quality,
         "progressive": output.progressive,
     });
+    // Later options join the key only when set, so keys of requests without them stay as they were.
+    if let Some(level) = output.compression {
+        canonical["compression"] = level.into();
+    }
+    if output.icc != IccMode::default() {
+        canonical["icc"] = serde_json::json!(output.icc);
+    }
+    // Images the steps read (a watermark's overlay) are inputs too; only pipelines that have
+    // them get the field, so every other key stays as it was.
+    if !referenced.is_empty() {
+        let hashes: serde_json::Map<String, serde_json::Value> = referenced
+            .iter()
+            .map(|r| (r.id.to_string(), r.sha256.clone().into()))
+            .collect();
+        canonical["referenced"] = hashes.into();
+    }
     sha256_hex(canonical.to_string().as_bytes())
 }
 
@@ -296,5 +329,37 @@ mod tests {
         assert!(verify_signature(key, path, "ops=grayscale", None).is_err());
         assert!(verify_signature(b"other", path, &with_sig, Some(&sig)).is_err());
         assert!(verify_signature(key, path, &with_sig, Some("zz")).is_err());
+    }
+
+    #[test]
+    fn the_cache_key_covers_the_content_of_referenced_images() {
+        let record = |id: &str, sha256: &str| ImageRecord {
+            tenant: pixelmill_core::TenantId::default(),
+            id: pixelmill_core::ImageId::from_string(id),
+            format: ImageFormat::Png,
+            width: 8,
+            height: 8,
+            frames: 1,
+            bytes: 100,
+            sha256: sha256.to_owned(),
+            blob_key: BlobKey::original(sha256),
+            created_at: 0,
+            blurhash: None,
+        };
+        let base = record("img_base", "aa");
+        let steps = PipelineStep::parse_compact("watermark:image=img_logo").unwrap();
+        let key = |referenced: &[ImageRecord]| {
+            cache_key(
+                &base,
+                referenced,
+                &steps,
+                ImageFormat::Png,
+                &OutputSpec::default(),
+            )
+        };
+        let first = key(&[record("img_logo", "bb")]);
+        assert_eq!(first, key(&[record("img_logo", "bb")]));
+        assert_ne!(first, key(&[record("img_logo", "cc")]));
+        assert_ne!(first, key(&[]));
     }
 }

@@ -11,6 +11,7 @@ mod idempotency;
 mod overload;
 mod process;
 mod render;
+mod watermark;
 
 use pixelmill_testkit::{Client, Server};
 use tempfile::TempDir;

@@ -259,3 +259,52 @@ async fn renders_beyond_the_limit_are_shed_cleanly() {
     assert_eq!(ok + shed, 8, "{results:?}");
     assert!(ok >= 1 && shed >= 1, "{results:?}");
 }
+
+/// PNG `compression` changes the bytes but not the pixels (and so the cache key), options a
+/// format cannot honour are refused, and an AVIF rendered here uploads again as an AVIF original.
+#[tokio::test]
+async fn png_compression_levels_and_avif_uploads() {
+    let app = spawn_app(&[]);
+    let c = app.client.clone();
+    let image = c.upload_ok(jpeg(320, 240)).await;
+    let render = |query: &'static str| {
+        let c = c.clone();
+        let url = c.url(&render_path(&image, query));
+        async move {
+            let response = c.http.get(url).send().await.unwrap();
+            assert_eq!(response.status(), 200, "{query}");
+            response.bytes().await.unwrap()
+        }
+    };
+    let stored = render("format=png&compression=0").await;
+    let small = render("format=png&compression=9").await;
+    assert!(
+        small.len() < stored.len(),
+        "{} vs {}",
+        small.len(),
+        stored.len()
+    );
+    assert_eq!(decode(&small).to_rgba8(), decode(&stored).to_rgba8());
+
+    for (query, status, code) in [
+        ("format=jpeg&compression=6", 422, "invalid_pipeline"),
+        ("format=png&compression=10", 422, "invalid_pipeline"),
+        ("format=gif&icc=keep", 422, "invalid_pipeline"),
+        ("format=png&icc=p3", 400, "bad_request"),
+    ] {
+        let (got, body) = c.get_json(&render_path(&image, query)).await;
+        assert_eq!(
+            (got.as_u16(), body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{query}: {body}"
+        );
+    }
+
+    let avif = render("ops=resize:width=64&format=avif").await;
+    let (status, body) = c.upload(avif.to_vec()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (&body["format"], &body["width"], &body["height"]),
+        (&"avif".into(), &64.into(), &48.into())
+    );
+}

@@ -2,6 +2,7 @@
 //! typed parameter schema, and a constructor that turns validated arguments into an [`Op`].
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use image::RgbaImage;
 
@@ -39,6 +40,7 @@ mod tint;
 mod trim;
 mod unsharp;
 mod vignette;
+mod watermark;
 
 #[derive(Debug)]
 pub(crate) struct FilterDef {
@@ -83,6 +85,14 @@ pub(crate) trait Op: Send + Sync + Debug {
     fn costs_per_input_pixel(&self) -> bool {
         false
     }
+
+    /// Ids of the stored images this op reads besides its input (a watermark's overlay).
+    fn referenced_images(&self) -> &[String] {
+        &[]
+    }
+
+    /// Hands over the decoded image `id`, one of `referenced_images`, before the op runs.
+    fn attach_image(&mut self, _id: &str, _image: Arc<RgbaImage>) {}
 }
 
 /// Maps R, G and B through a 3×3 matrix, alpha kept: the shape of every linear colour filter
@@ -136,6 +146,8 @@ pub(crate) const BUILTIN: &[FilterDef] = &[
     trim::FILTER,
     round_corners::FILTER,
     smart_crop::FILTER,
+    // Compositing with other stored images.
+    watermark::FILTER,
 ];
 
 /// Test helpers shared by the filter tests: build an op from JSON params via the real parser.

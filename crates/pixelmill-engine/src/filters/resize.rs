@@ -80,6 +80,18 @@ fn build(args: &Args) -> Result<Box<dyn Op>, ParamError> {
     }))
 }
 
+/// `image` resized as the `resize` filter does to `width` wide, keeping its aspect ratio; for
+/// filters that size an image of their own (a watermark's overlay).
+pub(super) fn to_width(image: RgbaImage, width: u32) -> Result<RgbaImage, EngineError> {
+    Resize {
+        width: Some(width),
+        height: None,
+        fit: Fit::Contain,
+        linear: false,
+    }
+    .apply(image)
+}
+
 fn scaled(side: u32, scale: f64) -> u32 {
     ((f64::from(side) * scale).round() as u32).max(1)
 }
