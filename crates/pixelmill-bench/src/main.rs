@@ -51,8 +51,12 @@ enum Task {
     ExprInvert,
     /// The built-in invert, PNG out: the baseline for `expr-invert`.
     Invert,
-    /// Only the JPEG decode at 1/8 scale (DCT-scaled): the floor under any thumbnailer.
+    /// Only the JPEG decode at 1/8 scale by libjpeg-turbo (DCT-scaled): the floor under a
+    /// libjpeg-based thumbnailer.
     JpegDecodeFloor,
+    /// Only the JPEG decode at 1/8 scale as pixelmill's thumbnail pipeline does it (its own
+    /// baseline decoder), to RGBA.
+    JpegDecodeReduced,
 }
 
 impl Task {
@@ -66,6 +70,7 @@ impl Task {
             Task::ExprInvert => "expr-invert",
             Task::Invert => "invert",
             Task::JpegDecodeFloor => "jpeg-decode-floor",
+            Task::JpegDecodeReduced => "jpeg-decode-reduced",
         }
     }
 
@@ -81,7 +86,9 @@ impl Task {
                 OutputFormat::Png,
                 None,
             ),
-            Task::Invert | Task::JpegDecodeFloor => ("invert", OutputFormat::Png, None),
+            Task::Invert | Task::JpegDecodeFloor | Task::JpegDecodeReduced => {
+                ("invert", OutputFormat::Png, None)
+            }
         }
     }
 }
@@ -135,6 +142,12 @@ fn runner(task: Task, bytes: &[u8]) -> Result<Run<'_>> {
             let pixels = started.read_scanlines::<u8>()?;
             started.finish()?;
             Ok(pixels)
+        }));
+    }
+    if let Task::JpegDecodeReduced = task {
+        let limits = Limits::default();
+        return Ok(Box::new(move || {
+            Ok(pixelmill_engine::decode_jpeg_scaled(bytes, 1, &limits)?.into_raw())
         }));
     }
     let (ops, format, quality) = task.job();

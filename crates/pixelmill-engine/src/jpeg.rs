@@ -83,6 +83,21 @@ pub(crate) fn decode(
     }))
 }
 
+/// Decodes a JPEG at `numerator`/8 of its size (1 to 8), oriented, exactly as the first step of a
+/// shrinking pipeline does: the bench harness times it as the floor under pixelmill's thumbnails.
+pub fn decode_scaled(
+    bytes: &[u8],
+    numerator: u8,
+    limits: &Limits,
+) -> Result<RgbaImage, EngineError> {
+    let jpeg = decode(bytes, limits, |_, _| f64::from(numerator) / 8.0)?;
+    jpeg.map(|jpeg| jpeg.image).ok_or_else(|| {
+        EngineError::UnsupportedFormat(
+            "CMYK JPEGs are not decoded at reduced scale; decode them at full size".into(),
+        )
+    })
+}
+
 /// The numerator `n` of the smallest scale `n/8` that is not below `min_scale`.
 fn dct_scale(min_scale: f64) -> u8 {
     (1..8u8)

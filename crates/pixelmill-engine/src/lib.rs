@@ -27,6 +27,7 @@ mod sniff;
 pub use decode::{inspect, ImageInfo, Limits};
 pub use encode::{check_output, resolve as resolve_output};
 pub use error::{EngineError, PipelineError};
+pub use jpeg::decode_scaled as decode_jpeg_scaled;
 pub use params::ParamSchema;
 pub use pipeline::{ImageRef, Pipeline};
 pub use process::{process, Rendered};
