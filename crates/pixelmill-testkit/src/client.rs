@@ -93,6 +93,20 @@ impl Client {
         }
     }
 
+    /// Submits `job`, waits for it to succeed and downloads its output; panics on any other
+    /// outcome, naming the job.
+    pub async fn run_job(&self, job: &Value) -> Vec<u8> {
+        let (status, accepted) = self.create_job(job, None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{job}: {accepted}");
+        let id = accepted["id"].as_str().expect("job id");
+        let done = self.wait_job(id, Duration::from_secs(60)).await;
+        assert_eq!(done["status"], "succeeded", "{job}: {done}");
+        let url = done["download_url"].as_str().expect("download_url");
+        let response = self.http.get(url).send().await.expect("download request");
+        assert_eq!(response.status(), StatusCode::OK, "download of {done}");
+        response.bytes().await.expect("download body").to_vec()
+    }
+
     async fn json(response: reqwest::Response) -> (StatusCode, Value) {
         let status = response.status();
         let body = response.bytes().await.expect("response body");

@@ -3,30 +3,10 @@ use image::RgbaImage;
 use pixelmill_testkit::{jpeg, png_rgba, Client};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 async fn run(c: &Client, image: &str, pipeline: Value) -> RgbaImage {
-    let (status, body) = c
-        .create_job(
-            &json!({"image_id": image, "pipeline": pipeline, "output": {"format": "png"}}),
-            None,
-        )
-        .await;
-    assert_eq!(status, 202, "{pipeline}: {body}");
-    let job = c
-        .wait_job(body["id"].as_str().unwrap(), Duration::from_secs(60))
-        .await;
-    assert_eq!(job["status"], "succeeded", "{pipeline}: {job}");
-    let bytes = c
-        .http
-        .get(job["download_url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    decode(&bytes).to_rgba8()
+    let job = json!({"image_id": image, "pipeline": pipeline, "output": {"format": "png"}});
+    decode(&c.run_job(&job).await).to_rgba8()
 }
 
 #[tokio::test]

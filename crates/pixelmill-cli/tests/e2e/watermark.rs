@@ -1,7 +1,6 @@
 use crate::{decode, spawn_app};
 use image::{Rgba, RgbaImage};
 use serde_json::json;
-use std::time::Duration;
 
 const GREY: [u8; 4] = [100, 100, 100, 255];
 const RED: [u8; 4] = [255, 0, 0, 255];
@@ -26,27 +25,8 @@ async fn a_stored_overlay_is_composited_in_jobs_and_renders() {
 
     let pipeline = json!([{"op": "watermark", "image": logo, "gravity": "southeast",
                            "offset_x": 5, "offset_y": 4, "opacity": 0.5}]);
-    let (status, body) = c
-        .create_job(
-            &json!({"image_id": base, "pipeline": pipeline, "output": {"format": "png"}}),
-            None,
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let job = c
-        .wait_job(body["id"].as_str().unwrap(), Duration::from_secs(60))
-        .await;
-    assert_eq!(job["status"], "succeeded", "{job}");
-    let bytes = c
-        .http
-        .get(job["download_url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let out = decode(&bytes).to_rgba8();
+    let job = json!({"image_id": base, "pipeline": pipeline, "output": {"format": "png"}});
+    let out = decode(&c.run_job(&job).await).to_rgba8();
     assert_eq!(out.dimensions(), (60, 40));
     // The 10x8 mark covers x 45..55, y 28..36: half red over grey is 127.5 + 50 = 177.5 and 50.
     for (x, y, px) in out.enumerate_pixels() {
