@@ -95,7 +95,7 @@ def render(records: list[dict]) -> str:
           "scale to raw RGB with libjpeg-turbo's DCT scaling, the floor under a libjpeg-based "
           "thumbnailer (pixelmill's row calls libjpeg-turbo directly, Pillow's is its bundled "
           "copy); **jpeg-decode-reduced** the same decode by pixelmill's own baseline-JPEG decoder "
-          "(`jpeg/reduced.rs`, RGBA), which its thumbnail pipeline uses.")
+          "(`jpeg/reduced.rs`, RGB), which its thumbnail pipeline uses.")
         a("")
         a("The output column is the harness's check of each tool's last output: size, frame count "
           "(raw byte count for the decode floor). A row whose output is wrong did different work, "

@@ -55,7 +55,7 @@ enum Task {
     /// libjpeg-based thumbnailer.
     JpegDecodeFloor,
     /// Only the JPEG decode at 1/8 scale as pixelmill's thumbnail pipeline does it (its own
-    /// baseline decoder), to RGBA.
+    /// baseline decoder), to RGB.
     JpegDecodeReduced,
 }
 
@@ -94,6 +94,8 @@ impl Task {
 }
 
 fn main() -> Result<()> {
+    // As the `pixelmill` binary does, so the engine is timed as it runs there.
+    pixelmill_engine::keep_freed_buffers_mapped();
     let Command::Engine {
         task,
         input,
@@ -147,7 +149,7 @@ fn runner(task: Task, bytes: &[u8]) -> Result<Run<'_>> {
     if let Task::JpegDecodeReduced = task {
         let limits = Limits::default();
         return Ok(Box::new(move || {
-            Ok(pixelmill_engine::decode_jpeg_scaled(bytes, 1, &limits)?.into_raw())
+            Ok(pixelmill_engine::decode_jpeg_scaled(bytes, 1, &limits)?)
         }));
     }
     let (ops, format, quality) = task.job();

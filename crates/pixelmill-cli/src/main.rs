@@ -189,6 +189,7 @@ impl ServeArgs {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    pixelmill_engine::keep_freed_buffers_mapped();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -153,7 +153,9 @@ pub(crate) fn process(
         decoding += started.elapsed();
         let mut frame_timings = Vec::new();
         let source = image.dimensions();
-        let image = pipeline.run(image, source, limits, &mut frame_timings)?;
+        let image = pipeline
+            .run(image.into(), source, limits, &mut frame_timings)?
+            .into_rgba();
         accumulate(&mut step_timings, frame_timings);
         match size {
             None => size = Some(image.dimensions()),

@@ -522,7 +522,7 @@ mod tests {
         use pixelmill_core::ImageFormat;
         let original = gradient(48, 32, true);
         let bytes = crate::encode::encode(
-            &original,
+            &original.clone().into(),
             ImageFormat::Avif,
             &pixelmill_core::OutputSpec {
                 quality: Some(95),

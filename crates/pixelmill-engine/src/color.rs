@@ -2,35 +2,42 @@
 //! arrive tagged with another profile (a phone's Display P3, Adobe RGB, a linear profile) are
 //! converted to sRGB on decode with Little CMS, as a browser would show them.
 
-use image::RgbaImage;
 use lcms2::{ColorSpaceSignature, InfoType, Intent, Locale, PixelFormat, Profile, Transform};
 
+use crate::bitmap::Bitmap;
 use crate::EngineError;
 
 /// Converts `image` from the colour space of `icc` to sRGB in place. Profiles that already are
 /// sRGB, or that are unreadable or not RGB, leave the pixels as they are: a viewer would treat
 /// those images as sRGB too.
-pub(crate) fn to_srgb(image: &mut RgbaImage, icc: &[u8]) -> Result<(), EngineError> {
+pub(crate) fn to_srgb(image: &mut Bitmap, icc: &[u8]) -> Result<(), EngineError> {
     let Ok(profile) = Profile::new_icc(icc) else {
         return Ok(());
     };
     if profile.color_space() != ColorSpaceSignature::RgbData || is_srgb(&profile) {
         return Ok(());
     }
-    let transform = Transform::<[u8; 4], [u8; 4]>::new(
-        &profile,
-        PixelFormat::RGBA_8,
-        &Profile::new_srgb(),
-        PixelFormat::RGBA_8,
-        Intent::Perceptual,
-    )
-    .map_err(|e| {
+    let failed = |e: lcms2::Error| {
         EngineError::Corrupt(format!(
             "the image's embedded colour profile cannot be applied ({e}); re-export it as sRGB \
              and upload it again"
         ))
-    })?;
-    transform.transform_in_place(bytemuck::cast_slice_mut(image.as_mut()));
+    };
+    let srgb = Profile::new_srgb();
+    match image {
+        Bitmap::Rgb(rgb) => {
+            let format = PixelFormat::RGB_8;
+            Transform::<[u8; 3], [u8; 3]>::new(&profile, format, &srgb, format, Intent::Perceptual)
+                .map_err(failed)?
+                .transform_in_place(bytemuck::cast_slice_mut(rgb.as_mut()));
+        }
+        Bitmap::Rgba(rgba) => {
+            let format = PixelFormat::RGBA_8;
+            Transform::<[u8; 4], [u8; 4]>::new(&profile, format, &srgb, format, Intent::Perceptual)
+                .map_err(failed)?
+                .transform_in_place(bytemuck::cast_slice_mut(rgba.as_mut()));
+        }
+    }
     Ok(())
 }
 
@@ -63,6 +70,7 @@ pub(crate) fn jpeg_icc<'a>(app2_segments: impl Iterator<Item = &'a [u8]>) -> Opt
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use image::{RgbImage, RgbaImage};
     use lcms2::{CIExyY, CIExyYTRIPLE, ToneCurve};
 
     /// A profile with sRGB's primaries and white but a linear (gamma 1) tone curve.
@@ -87,22 +95,25 @@ pub(crate) mod tests {
 
     #[test]
     fn linear_light_is_converted_to_srgb_and_srgb_is_left_alone() {
-        let mut image = RgbaImage::from_pixel(2, 2, image::Rgba([128, 128, 128, 77]));
-        to_srgb(&mut image, &linear_rgb_icc()).unwrap();
-        // Linear 0.5 is sRGB 0.735 (188 of 255); alpha untouched.
-        let p = image.get_pixel(0, 0);
-        assert!(
-            (186..=190).contains(&p[0]) && p[0] == p[1] && p[1] == p[2],
-            "{p:?}"
-        );
-        assert_eq!(p[3], 77);
+        let rgba = RgbaImage::from_pixel(2, 2, image::Rgba([128, 128, 128, 77]));
+        let rgb = RgbImage::from_pixel(2, 2, image::Rgb([128, 128, 128]));
+        for mut image in [Bitmap::Rgba(rgba), Bitmap::Rgb(rgb)] {
+            to_srgb(&mut image, &linear_rgb_icc()).unwrap();
+            // Linear 0.5 is sRGB 0.735 (188 of 255); alpha untouched.
+            let p = &image.as_raw()[..image.channels()];
+            assert!(
+                (186..=190).contains(&p[0]) && p[0] == p[1] && p[1] == p[2],
+                "{p:?}"
+            );
+            assert_eq!(p.get(3).copied().unwrap_or(77), 77);
+        }
 
         let srgb = Profile::new_srgb().icc().unwrap();
-        let mut untouched = RgbaImage::from_pixel(1, 1, image::Rgba([128, 10, 200, 255]));
+        let original = RgbaImage::from_pixel(1, 1, image::Rgba([128, 10, 200, 255]));
+        let mut untouched = Bitmap::Rgba(original.clone());
         to_srgb(&mut untouched, &srgb).unwrap();
-        assert_eq!(untouched.get_pixel(0, 0).0, [128, 10, 200, 255]);
         to_srgb(&mut untouched, b"not a profile").unwrap();
-        assert_eq!(untouched.get_pixel(0, 0).0, [128, 10, 200, 255]);
+        assert_eq!(untouched, Bitmap::Rgba(original));
     }
 
     #[test]

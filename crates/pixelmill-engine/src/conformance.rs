@@ -75,7 +75,7 @@ fn valid_files_match_the_pillow_reference() {
             ));
             continue;
         }
-        let mut ours = image.into_raw();
+        let mut ours = image.into_rgba().into_raw();
         if PILLOW_IGNORES_TRNS.iter().any(|(n, _)| *n == name) {
             if !ours.chunks_exact(4).any(|px| px[3] == 0) {
                 failures.push(format!("{name}: tRNS key made nothing transparent"));

@@ -1,10 +1,11 @@
 use std::io::Cursor;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, RgbaImage};
+use image::{DynamicImage, ImageDecoder, ImageError, ImageReader};
 use pixelmill_core::{IccMode, ImageFormat};
 
 use crate::animation::Looping;
+use crate::bitmap::Bitmap;
 use crate::sniff::sniff;
 use crate::EngineError;
 
@@ -39,10 +40,11 @@ pub struct ImageInfo {
     pub blurhash: String,
 }
 
-/// A decoded image, first frame only, reduced to 8-bit RGBA with orientation applied.
+/// A decoded image, first frame only, reduced to 8 bits per channel with orientation applied:
+/// RGBA, or RGB where the caller allowed it and the image has no alpha channel.
 pub(crate) struct Decoded {
     pub format: ImageFormat,
-    pub image: RgbaImage,
+    pub image: Bitmap,
     /// The displayed size at full scale; larger than `image` when the decoder shrank on load.
     pub source: (u32, u32),
     pub frames: u32,
@@ -63,28 +65,30 @@ pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<ImageInfo, EngineError> 
         width: decoded.source.0,
         height: decoded.source.1,
         frames,
-        blurhash: crate::placeholder::blurhash(&decoded.image)?,
+        blurhash: crate::placeholder::blurhash(&decoded.image.into_rgba())?,
     })
 }
 
-/// Decodes the first frame, in sRGB. `min_scale` is asked, with the full displayed size, how small
-/// the decoded image may be relative to it (1.0: full size); decoders that can shrink on load
-/// (JPEG) decode at the smallest scale not below that.
+/// Decodes the first frame to RGBA, in sRGB. `min_scale` is asked, with the full displayed size,
+/// how small the decoded image may be relative to it (1.0: full size); decoders that can shrink
+/// on load (JPEG) decode at the smallest scale not below that.
 pub(crate) fn decode(
     bytes: &[u8],
     limits: &Limits,
     min_scale: impl FnOnce(u32, u32) -> f64,
 ) -> Result<Decoded, EngineError> {
-    decode_with_icc(bytes, limits, min_scale, IccMode::Srgb)
+    decode_with(bytes, limits, min_scale, IccMode::Srgb, false)
 }
 
 /// As `decode`; with `IccMode::Keep` an embedded profile is not applied but handed back in
-/// `Decoded::icc`, for the encoder to embed.
-pub(crate) fn decode_with_icc(
+/// `Decoded::icc`, for the encoder to embed, and with `keep_rgb` an image without alpha comes
+/// back as RGB (see `Bitmap`).
+pub(crate) fn decode_with(
     bytes: &[u8],
     limits: &Limits,
     min_scale: impl FnOnce(u32, u32) -> f64,
     icc_mode: IccMode,
+    keep_rgb: bool,
 ) -> Result<Decoded, EngineError> {
     let format = sniff(bytes)?;
     let codec = match format {
@@ -114,13 +118,17 @@ pub(crate) fn decode_with_icc(
             ImageFormat::Gif => scan_gif(bytes, limits)?.0,
             _ => 1,
         };
+        let first_frame = || decode_first_frame(bytes, codec, format, limits, keep_rgb);
         let (mut image, source, icc) = match format {
-            ImageFormat::Jpeg => match crate::jpeg::decode(bytes, limits, min_scale)? {
+            ImageFormat::Jpeg => match crate::jpeg::decode(bytes, limits, min_scale, keep_rgb)? {
                 Some(jpeg) => (jpeg.image, jpeg.source, jpeg.icc),
-                None => full_size(decode_first_frame(bytes, codec, format, limits)?),
+                None => full_size(first_frame()?),
             },
-            ImageFormat::Avif => full_size(crate::avif::decode(bytes, limits)?),
-            _ => full_size(decode_first_frame(bytes, codec, format, limits)?),
+            ImageFormat::Avif => {
+                let (image, icc) = crate::avif::decode(bytes, limits)?;
+                full_size((image.into(), icc))
+            }
+            _ => full_size(first_frame()?),
         };
         let icc = match (icc, icc_mode) {
             (Some(icc), IccMode::Srgb) => {
@@ -146,9 +154,7 @@ pub(crate) fn decode_with_icc(
     })
 }
 
-fn full_size(
-    (image, icc): (RgbaImage, Option<Vec<u8>>),
-) -> (RgbaImage, (u32, u32), Option<Vec<u8>>) {
+fn full_size((image, icc): (Bitmap, Option<Vec<u8>>)) -> (Bitmap, (u32, u32), Option<Vec<u8>>) {
     let size = image.dimensions();
     (image, size, icc)
 }
@@ -244,7 +250,8 @@ fn decode_first_frame(
     codec: image::ImageFormat,
     format: ImageFormat,
     limits: &Limits,
-) -> Result<(RgbaImage, Option<Vec<u8>>), EngineError> {
+    keep_rgb: bool,
+) -> Result<(Bitmap, Option<Vec<u8>>), EngineError> {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), codec);
     let mut codec_limits = image::Limits::default();
     // Room for a 16-bit RGBA decode buffer plus the decoder's own scratch; a lying header then
@@ -263,7 +270,7 @@ fn decode_first_frame(
     let icc = decoder.icc_profile().ok().flatten();
     let mut image = DynamicImage::from_decoder(decoder).map_err(|e| map_image_error(e, format))?;
     image.apply_orientation(orientation);
-    Ok((image.into_rgba8(), icc))
+    Ok((Bitmap::from_dynamic(image, keep_rgb), icc))
 }
 
 /// Counts GIF frames without LZW-decoding them, checking every frame's size on the way, and
@@ -344,6 +351,7 @@ fn map_image_error(e: ImageError, format: ImageFormat) -> EngineError {
 mod tests {
     use super::*;
     use image::codecs::gif::GifEncoder;
+    use image::RgbaImage;
     use image::{Frame, Rgba};
 
     fn encoded(format: image::ImageFormat, width: u32, height: u32) -> Vec<u8> {
@@ -410,10 +418,12 @@ mod tests {
         assert_eq!((info.width, info.height), (8, 16));
         let upright = decode(&plain, &Limits::default(), |_, _| 1.0)
             .unwrap()
-            .image;
+            .image
+            .into_rgba();
         let turned = decode(&rotated, &Limits::default(), |_, _| 1.0)
             .unwrap()
-            .image;
+            .image
+            .into_rgba();
         // Orientation 6 = rotate 90 clockwise to display: top-left ends at top-right.
         assert_eq!(turned, image::imageops::rotate90(&upright));
     }
@@ -452,7 +462,7 @@ mod tests {
             .write_image(&grey, 4, 4, image::ExtendedColorType::Rgba8)
             .unwrap();
         let decoded = decode(&png, &Limits::default(), |_, _| 1.0).unwrap();
-        let p = decoded.image.get_pixel(1, 1);
+        let p = *decoded.image.into_rgba().get_pixel(1, 1);
         assert!(
             (186..=190).contains(&p[0]),
             "linear 128 shows as sRGB ~188: {p:?}"

@@ -1,10 +1,12 @@
+use std::borrow::Cow;
 use std::io::Cursor;
 
 use image::codecs::gif::GifEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-use image::{DynamicImage, ImageEncoder, RgbaImage};
+use image::{ExtendedColorType, ImageEncoder, RgbImage, RgbaImage};
 use pixelmill_core::{IccMode, ImageFormat, OutputFormat, OutputSpec};
 
+use crate::bitmap::Bitmap;
 use crate::EngineError;
 
 const JPEG_DEFAULT_QUALITY: u8 = 85;
@@ -85,7 +87,7 @@ pub fn resolve(output: OutputFormat, input: ImageFormat) -> Result<ImageFormat, 
 /// `embeds_icc`). JPEG has no alpha, so transparent areas are flattened onto white. WebP is lossy
 /// at `quality` (default 80) unless quality is 100, which selects lossless.
 pub(crate) fn encode(
-    image: &RgbaImage,
+    image: &Bitmap,
     format: ImageFormat,
     output: &OutputSpec,
     icc: Option<&[u8]>,
@@ -104,11 +106,12 @@ pub(crate) fn encode(
         ImageFormat::Jpeg => {
             let quality = quality.unwrap_or(JPEG_DEFAULT_QUALITY).clamp(1, 100);
             let flattened;
-            let opaque = if crate::pixels::is_opaque(image) {
-                image
-            } else {
-                flattened = flatten_on_white(image);
-                &flattened
+            let opaque = match image {
+                Bitmap::Rgba(rgba) if !crate::pixels::is_opaque(rgba) => {
+                    flattened = Bitmap::Rgb(flatten_on_white(rgba));
+                    &flattened
+                }
+                opaque => opaque,
             };
             out = crate::jpeg::encode(opaque, quality, output.progressive, icc)
                 .map_err(|e| failed(&e))?;
@@ -123,10 +126,10 @@ pub(crate) fn encode(
         ImageFormat::Gif => {
             GifEncoder::new_with_speed(&mut out, GIF_QUANTIZE_SPEED)
                 .encode(
-                    image,
+                    &to_rgba(image),
                     image.width(),
                     image.height(),
-                    image::ExtendedColorType::Rgba8,
+                    ExtendedColorType::Rgba8,
                 )
                 .map_err(|e| failed(&e))?;
         }
@@ -141,8 +144,9 @@ pub(crate) fn encode(
                     .set_icc_profile(icc.to_vec())
                     .map_err(|e| failed(&e))?;
             }
-            drop_opaque_alpha(image)
-                .write_with_encoder(encoder)
+            let (pixels, color) = without_opaque_alpha(image);
+            encoder
+                .write_image(&pixels, image.width(), image.height(), color)
                 .map_err(|e| failed(&e))?;
         }
         ImageFormat::Bmp | ImageFormat::Tiff => {
@@ -150,9 +154,17 @@ pub(crate) fn encode(
                 ImageFormat::Bmp => image::ImageFormat::Bmp,
                 _ => image::ImageFormat::Tiff,
             };
-            drop_opaque_alpha(image)
-                .write_to(&mut Cursor::new(&mut out), codec)
-                .map_err(|e| failed(&e))?;
+            let (pixels, color) = without_opaque_alpha(image);
+            let (w, h) = image.dimensions();
+            image::write_buffer_with_format(
+                &mut Cursor::new(&mut out),
+                &pixels,
+                w,
+                h,
+                color,
+                codec,
+            )
+            .map_err(|e| failed(&e))?;
         }
         #[cfg(feature = "avif")]
         ImageFormat::Avif => return encode_avif(image, quality),
@@ -162,7 +174,7 @@ pub(crate) fn encode(
     Ok(out)
 }
 
-fn encode_webp(image: &RgbaImage, quality: Option<u8>) -> Result<Vec<u8>, EngineError> {
+fn encode_webp(image: &Bitmap, quality: Option<u8>) -> Result<Vec<u8>, EngineError> {
     let (w, h) = image.dimensions();
     if w > WEBP_MAX_SIDE || h > WEBP_MAX_SIDE {
         return Err(EngineError::Encode(format!(
@@ -170,7 +182,11 @@ fn encode_webp(image: &RgbaImage, quality: Option<u8>) -> Result<Vec<u8>, Engine
              {w}x{h}; resize it smaller or choose png or jpeg"
         )));
     }
-    let encoded = webp::Encoder::from_rgba(image, w, h)
+    let encoder = match image {
+        Bitmap::Rgb(rgb) => webp::Encoder::from_rgb(rgb, w, h),
+        Bitmap::Rgba(rgba) => webp::Encoder::from_rgba(rgba, w, h),
+    };
+    let encoded = encoder
         .encode_advanced(&webp_config(quality)?)
         .map_err(|e| {
             EngineError::Encode(format!(
@@ -182,7 +198,7 @@ fn encode_webp(image: &RgbaImage, quality: Option<u8>) -> Result<Vec<u8>, Engine
 
 /// Tags an encoded WebP with an ICCP chunk, turning a simple file (one VP8/VP8L chunk) into an
 /// extended one first. Done on the RIFF chunks because the webp crate has no mux.
-fn webp_with_icc(webp: &[u8], icc: &[u8], image: &RgbaImage) -> Vec<u8> {
+fn webp_with_icc(webp: &[u8], icc: &[u8], image: &Bitmap) -> Vec<u8> {
     const ICC_FLAG: u8 = 0x20;
     const ALPHA_FLAG: u8 = 0x10;
     // 12: "RIFF", size, "WEBP"; an extended file's VP8X chunk is 8 + 10 bytes.
@@ -193,11 +209,7 @@ fn webp_with_icc(webp: &[u8], icc: &[u8], image: &RgbaImage) -> Vec<u8> {
         chunks[8] |= ICC_FLAG;
         &body[18..]
     } else {
-        let alpha = if crate::pixels::is_opaque(image) {
-            0
-        } else {
-            ALPHA_FLAG
-        };
+        let alpha = if image.is_opaque() { 0 } else { ALPHA_FLAG };
         chunks.extend(b"VP8X");
         chunks.extend(10u32.to_le_bytes());
         chunks.extend([ICC_FLAG | alpha, 0, 0, 0]);
@@ -223,23 +235,26 @@ fn webp_with_icc(webp: &[u8], icc: &[u8], image: &RgbaImage) -> Vec<u8> {
 /// (AVIF's scale runs lower than JPEG's for the same look), speed 8 of 10 so that an output
 /// still takes a fraction of a second.
 #[cfg(feature = "avif")]
-fn encode_avif(image: &RgbaImage, quality: Option<u8>) -> Result<Vec<u8>, EngineError> {
+fn encode_avif(image: &Bitmap, quality: Option<u8>) -> Result<Vec<u8>, EngineError> {
     use rgb::FromSlice;
     const AVIF_DEFAULT_QUALITY: u8 = 60;
     const AVIF_SPEED: u8 = 8;
     let quality = f32::from(quality.unwrap_or(AVIF_DEFAULT_QUALITY).clamp(1, 100));
     let (w, h) = image.dimensions();
-    let pixels = ravif::Img::new(image.as_raw().as_rgba(), w as usize, h as usize);
-    let encoded = ravif::Encoder::new()
+    let (w, h) = (w as usize, h as usize);
+    let encoder = ravif::Encoder::new()
         .with_quality(quality)
         .with_alpha_quality(quality)
-        .with_speed(AVIF_SPEED)
-        .encode_rgba(pixels)
-        .map_err(|e| {
-            EngineError::Encode(format!(
-                "encoding the {w}x{h} result as avif failed ({e}); try webp or jpeg"
-            ))
-        })?;
+        .with_speed(AVIF_SPEED);
+    let encoded = match image {
+        Bitmap::Rgb(rgb) => encoder.encode_rgb(ravif::Img::new(rgb.as_rgb(), w, h)),
+        Bitmap::Rgba(rgba) => encoder.encode_rgba(ravif::Img::new(rgba.as_rgba(), w, h)),
+    }
+    .map_err(|e| {
+        EngineError::Encode(format!(
+            "encoding the {w}x{h} result as avif failed ({e}); try webp or jpeg"
+        ))
+    })?;
     Ok(encoded.avif_file)
 }
 
@@ -254,25 +269,33 @@ pub(crate) fn webp_config(quality: Option<u8>) -> Result<webp::WebPConfig, Engin
 }
 
 /// Lossless formats store opaque images as RGB: a quarter smaller and identical pixels.
-fn drop_opaque_alpha(image: &RgbaImage) -> DynamicImage {
-    let rgba = DynamicImage::ImageRgba8(image.clone());
-    if crate::pixels::is_opaque(image) {
-        DynamicImage::ImageRgb8(rgba.to_rgb8())
-    } else {
-        rgba
+fn without_opaque_alpha(image: &Bitmap) -> (Cow<'_, [u8]>, ExtendedColorType) {
+    match image {
+        Bitmap::Rgb(rgb) => (Cow::Borrowed(rgb.as_raw()), ExtendedColorType::Rgb8),
+        Bitmap::Rgba(rgba) if crate::pixels::is_opaque(rgba) => {
+            let rgb = rgba.as_raw().chunks_exact(4).flat_map(|p| &p[..3]);
+            (Cow::Owned(rgb.copied().collect()), ExtendedColorType::Rgb8)
+        }
+        Bitmap::Rgba(rgba) => (Cow::Borrowed(rgba.as_raw()), ExtendedColorType::Rgba8),
     }
 }
 
-fn flatten_on_white(image: &RgbaImage) -> RgbaImage {
-    let mut flat = image.clone();
-    for p in flat.pixels_mut() {
-        let a = u32::from(p[3]);
-        for c in 0..3 {
-            p[c] = ((u32::from(p[c]) * a + 255 * (255 - a) + 127) / 255) as u8;
-        }
-        p[3] = 255;
+/// RGBA for encoders that only take RGBA (GIF).
+fn to_rgba(image: &Bitmap) -> Cow<'_, RgbaImage> {
+    match image {
+        Bitmap::Rgb(_) => Cow::Owned(image.clone().into_rgba()),
+        Bitmap::Rgba(rgba) => Cow::Borrowed(rgba),
     }
-    flat
+}
+
+fn flatten_on_white(image: &RgbaImage) -> RgbImage {
+    RgbImage::from_fn(image.width(), image.height(), |x, y| {
+        let p = image.get_pixel(x, y);
+        let a = u32::from(p[3]);
+        image::Rgb(std::array::from_fn(|c| {
+            ((u32::from(p[c]) * a + 255 * (255 - a) + 127) / 255) as u8
+        }))
+    })
 }
 
 #[cfg(test)]
@@ -292,6 +315,33 @@ mod tests {
         }
     }
 
+    fn encode_rgba(
+        image: &RgbaImage,
+        format: ImageFormat,
+        output: &OutputSpec,
+        icc: Option<&[u8]>,
+    ) -> Result<Vec<u8>, EngineError> {
+        encode(&image.clone().into(), format, output, icc)
+    }
+
+    #[test]
+    fn opaque_images_encode_the_same_from_rgb_as_from_rgba() {
+        let rgba = crate::filters::testutil::pattern(40, 30);
+        let opaque = Bitmap::Rgb(image::DynamicImage::ImageRgba8(rgba).into_rgb8());
+        let widened = Bitmap::Rgba(opaque.clone().into_rgba());
+        for format in [
+            ImageFormat::Jpeg,
+            ImageFormat::Png,
+            ImageFormat::Webp,
+            ImageFormat::Gif,
+            ImageFormat::Bmp,
+        ] {
+            let from_rgb = encode(&opaque, format, &options(None), None).unwrap();
+            let from_rgba = encode(&widened, format, &options(None), None).unwrap();
+            assert_eq!(decode(&from_rgb), decode(&from_rgba), "{format:?}");
+        }
+    }
+
     fn decode(bytes: &[u8]) -> RgbaImage {
         image::load_from_memory(bytes).unwrap().to_rgba8()
     }
@@ -301,11 +351,12 @@ mod tests {
         let mut img = sample();
         img.put_pixel(0, 0, image::Rgba([1, 2, 3, 4]));
         for format in [ImageFormat::Png, ImageFormat::Tiff, ImageFormat::Bmp] {
-            let bytes = encode(&img, format, &options(None), None).unwrap();
+            let bytes = encode_rgba(&img, format, &options(None), None).unwrap();
             assert_eq!(crate::sniff::sniff(&bytes).unwrap(), format);
             assert_eq!(decode(&bytes), img, "{format:?}");
         }
-        let lossless_webp = encode(&img, ImageFormat::Webp, &options(Some(100)), None).unwrap();
+        let lossless_webp =
+            encode_rgba(&img, ImageFormat::Webp, &options(Some(100)), None).unwrap();
         assert_eq!(decode(&lossless_webp), img);
     }
 
@@ -313,7 +364,7 @@ mod tests {
     fn lossy_formats_stay_close_and_quality_matters() {
         let img = sample();
         for format in [ImageFormat::Jpeg, ImageFormat::Webp] {
-            let bytes = encode(&img, format, &options(None), None).unwrap();
+            let bytes = encode_rgba(&img, format, &options(None), None).unwrap();
             assert_eq!(crate::sniff::sniff(&bytes).unwrap(), format);
             let back = decode(&bytes);
             let max_err = img
@@ -325,18 +376,18 @@ mod tests {
             assert!(max_err < 40, "{format:?} error {max_err}");
             // Headers dominate a tiny image, so quality is compared on a larger, busier one.
             let busy = crate::filters::testutil::pattern(400, 300);
-            let small = encode(&busy, format, &options(Some(5)), None).unwrap();
-            let large = encode(&busy, format, &options(Some(90)), None).unwrap();
+            let small = encode_rgba(&busy, format, &options(Some(5)), None).unwrap();
+            let large = encode_rgba(&busy, format, &options(Some(90)), None).unwrap();
             assert!(small.len() * 3 < large.len(), "{format:?}");
         }
-        let gif = encode(&img, ImageFormat::Gif, &options(None), None).unwrap();
+        let gif = encode_rgba(&img, ImageFormat::Gif, &options(None), None).unwrap();
         assert_eq!(decode(&gif).dimensions(), (40, 30));
     }
 
     #[test]
     fn jpeg_flattens_transparency_onto_white() {
         let img = RgbaImage::from_pixel(16, 16, image::Rgba([0, 0, 0, 0]));
-        let back = decode(&encode(&img, ImageFormat::Jpeg, &options(Some(95)), None).unwrap());
+        let back = decode(&encode_rgba(&img, ImageFormat::Jpeg, &options(Some(95)), None).unwrap());
         assert!(back
             .pixels()
             .all(|p| p[0] > 250 && p[1] > 250 && p[2] > 250));
@@ -362,8 +413,8 @@ mod tests {
     #[test]
     fn avif_encodes_with_alpha_and_quality_matters() {
         let busy = crate::filters::testutil::pattern(96, 64);
-        let high = encode(&busy, ImageFormat::Avif, &options(Some(90)), None).unwrap();
-        let low = encode(&busy, ImageFormat::Avif, &options(Some(20)), None).unwrap();
+        let high = encode_rgba(&busy, ImageFormat::Avif, &options(Some(90)), None).unwrap();
+        let low = encode_rgba(&busy, ImageFormat::Avif, &options(Some(20)), None).unwrap();
         assert_eq!(crate::sniff::sniff(&high).unwrap(), ImageFormat::Avif);
         assert!(low.len() < high.len(), "{} vs {}", low.len(), high.len());
         let avif = OutputSpec {

@@ -4,9 +4,10 @@
 //! colour conversion (libvips calls this shrink-on-load), and libjpeg-turbo's encoder.
 
 use image::metadata::Orientation;
-use image::{DynamicImage, RgbaImage};
+use image::{RgbImage, RgbaImage};
 use mozjpeg::{ColorSpace, Compress, Decompress, Marker};
 
+use crate::bitmap::Bitmap;
 use crate::decode::check_pixels;
 use crate::{EngineError, Limits};
 
@@ -15,18 +16,20 @@ mod reduced;
 /// The decoded first (only) frame, the size it has at full scale after orientation, and its
 /// embedded ICC profile.
 pub(crate) struct JpegImage {
-    pub image: RgbaImage,
+    pub image: Bitmap,
     pub source: (u32, u32),
     pub icc: Option<Vec<u8>>,
 }
 
 /// Decodes at the smallest DCT scale `n/8` that is still at least `min_scale` of the full size
-/// (pass 1.0 for a full decode), then applies EXIF orientation. CMYK files return `None`:
-/// libjpeg cannot convert them to RGB, so the caller falls back to another decoder.
+/// (pass 1.0 for a full decode), to RGB with `keep_rgb` and RGBA otherwise, then applies EXIF
+/// orientation. CMYK files return `None`: libjpeg cannot convert them to RGB, so the caller
+/// falls back to another decoder.
 pub(crate) fn decode(
     bytes: &[u8],
     limits: &Limits,
     min_scale: impl FnOnce(u32, u32) -> f64,
+    keep_rgb: bool,
 ) -> Result<Option<JpegImage>, EngineError> {
     let mut decoder = Decompress::builder()
         .with_markers(&[Marker::APP(1), Marker::APP(2)])
@@ -57,15 +60,25 @@ pub(crate) fn decode(
         (width, height)
     };
     let scale = dct_scale(min_scale(source.0, source.1));
-    let image = match reduced::decode(bytes, scale) {
+    let image = match reduced::decode(bytes, scale, keep_rgb) {
         Some(image) => image,
         None => {
             decoder.scale(scale);
-            let mut started = decoder.rgba().map_err(corrupt)?;
+            let mut started = if keep_rgb {
+                decoder.rgb()
+            } else {
+                decoder.rgba()
+            }
+            .map_err(corrupt)?;
             let (w, h) = (started.width() as u32, started.height() as u32);
             let pixels = started.read_scanlines::<u8>().map_err(corrupt)?;
             started.finish().map_err(corrupt)?;
-            RgbaImage::from_raw(w, h, pixels).ok_or_else(|| {
+            let image = if keep_rgb {
+                RgbImage::from_raw(w, h, pixels).map(Bitmap::Rgb)
+            } else {
+                RgbaImage::from_raw(w, h, pixels).map(Bitmap::Rgba)
+            };
+            image.ok_or_else(|| {
                 EngineError::Corrupt(
                     "the JPEG decoder returned fewer rows than the header promised; \
                      re-export the image and upload it again"
@@ -74,28 +87,24 @@ pub(crate) fn decode(
             })?
         }
     };
-    let mut image = DynamicImage::ImageRgba8(image);
-    image.apply_orientation(orientation);
     Ok(Some(JpegImage {
-        image: image.into_rgba8(),
+        image: image.apply_orientation(orientation),
         source,
         icc,
     }))
 }
 
-/// Decodes a JPEG at `numerator`/8 of its size (1 to 8), oriented, exactly as the first step of a
-/// shrinking pipeline does: the bench harness times it as the floor under pixelmill's thumbnails.
-pub fn decode_scaled(
-    bytes: &[u8],
-    numerator: u8,
-    limits: &Limits,
-) -> Result<RgbaImage, EngineError> {
-    let jpeg = decode(bytes, limits, |_, _| f64::from(numerator) / 8.0)?;
-    jpeg.map(|jpeg| jpeg.image).ok_or_else(|| {
-        EngineError::UnsupportedFormat(
-            "CMYK JPEGs are not decoded at reduced scale; decode them at full size".into(),
-        )
-    })
+/// Decodes a JPEG at `numerator`/8 of its size (1 to 8), oriented, to RGB bytes, exactly as the
+/// first step of a shrinking pipeline does: the bench harness times it as the floor under
+/// pixelmill's thumbnails.
+pub fn decode_scaled(bytes: &[u8], numerator: u8, limits: &Limits) -> Result<Vec<u8>, EngineError> {
+    let jpeg = decode(bytes, limits, |_, _| f64::from(numerator) / 8.0, true)?;
+    jpeg.map(|jpeg| jpeg.image.as_raw().to_vec())
+        .ok_or_else(|| {
+            EngineError::UnsupportedFormat(
+                "CMYK JPEGs are not decoded at reduced scale; decode them at full size".into(),
+            )
+        })
 }
 
 /// The numerator `n` of the smallest scale `n/8` that is not below `min_scale`.
@@ -122,11 +131,11 @@ fn corrupt(e: std::io::Error) -> EngineError {
     ))
 }
 
-/// Encodes opaque RGBA (alpha is ignored: callers flatten first) with libjpeg-turbo's baseline
-/// settings: 4:2:0 chroma, Huffman tables optimised, no trellis search (mozjpeg's slow extras).
-/// `icc` is written as APP2 `ICC_PROFILE` segments.
+/// Encodes an opaque image (RGBA's alpha is ignored: callers flatten first) with libjpeg-turbo's
+/// baseline settings: 4:2:0 chroma, Huffman tables optimised, no trellis search (mozjpeg's slow
+/// extras). `icc` is written as APP2 `ICC_PROFILE` segments.
 pub(crate) fn encode(
-    image: &RgbaImage,
+    image: &Bitmap,
     quality: u8,
     progressive: bool,
     icc: Option<&[u8]>,
@@ -144,7 +153,10 @@ pub(crate) fn encode(
         None => 0,
     };
     std::panic::catch_unwind(|| {
-        let mut compress = Compress::new(ColorSpace::JCS_EXT_RGBA);
+        let mut compress = Compress::new(match image {
+            Bitmap::Rgb(_) => ColorSpace::JCS_RGB,
+            Bitmap::Rgba(_) => ColorSpace::JCS_EXT_RGBA,
+        });
         compress.set_fastest_defaults();
         compress.set_size(image.width() as usize, image.height() as usize);
         compress.set_quality(f32::from(quality));
@@ -174,7 +186,7 @@ mod tests {
 
     #[test]
     fn progressive_output_uses_progressive_scans() {
-        let image = crate::filters::testutil::pattern(64, 48);
+        let image = crate::filters::testutil::pattern(64, 48).into();
         let has = |bytes: &[u8], marker: u8| bytes.windows(2).any(|w| w == [0xFF, marker]);
         let baseline = encode(&image, 80, false, None).unwrap();
         let progressive = encode(&image, 80, true, None).unwrap();

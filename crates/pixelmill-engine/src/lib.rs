@@ -1,12 +1,15 @@
 //! The image engine: sniffing, limits, decoding, the filter registry (one filter per file), the
 //! expr language, encoding.
 //!
-//! Every image is processed as 8-bit RGBA with straight alpha: 16-bit inputs are reduced to
-//! 8 bits per channel on decode. An animation's frames go through the pipeline one at a time
-//! when the output is animated too (GIF or WebP); other outputs take the first frame.
+//! Every image is processed with 8 bits per channel (16-bit inputs are reduced on decode): as RGB
+//! when it is opaque and every step can keep it so, otherwise as RGBA with straight alpha. An
+//! animation's frames go through the pipeline one at a time when the output is animated too (GIF
+//! or WebP); other outputs take the first frame.
 
+mod allocator;
 mod animation;
 mod avif;
+mod bitmap;
 mod color;
 #[cfg(test)]
 mod conformance;
@@ -24,6 +27,7 @@ mod process;
 mod registry;
 mod sniff;
 
+pub use allocator::keep_freed_buffers_mapped;
 pub use decode::{inspect, ImageInfo, Limits};
 pub use encode::{check_output, resolve as resolve_output};
 pub use error::{EngineError, PipelineError};

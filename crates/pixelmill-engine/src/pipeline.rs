@@ -1,8 +1,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use image::RgbaImage;
-
+use crate::bitmap::Bitmap;
 use crate::decode::{check_pixels, decode};
 use crate::filters::Op;
 use crate::{EngineError, Limits};
@@ -75,7 +74,7 @@ impl Pipeline {
     ) -> Result<(), EngineError> {
         let decoded = decode(bytes, limits, |_, _| 1.0)
             .map_err(|e| e.map_message(|m| format!("referenced image {id}: {m}")))?;
-        let image = Arc::new(decoded.image);
+        let image = Arc::new(decoded.image.into_rgba());
         for step in &mut self.steps {
             if step.op.referenced_images().iter().any(|r| r == id) {
                 step.op.attach_image(id, image.clone());
@@ -103,6 +102,12 @@ impl Pipeline {
         cost.saturating_add(pixels(size) * CODEC_COST_PER_PIXEL)
     }
 
+    /// Whether every step works on RGB as it is, so an opaque input can be decoded to RGB and
+    /// stay so (see `Bitmap`).
+    pub(crate) fn keeps_rgb(&self) -> bool {
+        self.steps.iter().all(|step| step.op.keeps_rgb())
+    }
+
     /// How small, relative to a `width`×`height` source, the decoded image may be: a pipeline
     /// that starts by downscaling lets the decoder shrink on load.
     pub(crate) fn min_decode_scale(&self, width: u32, height: u32) -> f64 {
@@ -116,11 +121,11 @@ impl Pipeline {
     /// is the full size of the decoded image, which differs from its size if it shrank on load.
     pub(crate) fn run(
         &self,
-        mut image: RgbaImage,
+        mut image: Bitmap,
         source: (u32, u32),
         limits: &Limits,
         timings: &mut Vec<(&'static str, Duration)>,
-    ) -> Result<RgbaImage, EngineError> {
+    ) -> Result<Bitmap, EngineError> {
         for (index, step) in self.steps.iter().enumerate() {
             let shrunk = index == 0 && image.dimensions() != source;
             let (w, h) = if shrunk { source } else { image.dimensions() };
@@ -169,7 +174,7 @@ mod tests {
         };
         let err = pipeline
             .run(
-                image::RgbaImage::new(10, 10),
+                image::RgbaImage::new(10, 10).into(),
                 (10, 10),
                 &limits,
                 &mut Vec::new(),

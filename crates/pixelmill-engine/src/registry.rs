@@ -218,6 +218,56 @@ mod tests {
         }
     }
 
+    /// Every op that says it keeps RGB does, and gives an opaque image's RGB the pixels of its
+    /// RGBA form: the pipeline picks the layout, not the result. (The blur's fixed-point SIMD
+    /// kernels round three- and four-channel rows apart by at most one level.)
+    #[test]
+    fn ops_that_keep_rgb_match_their_rgba_results() {
+        use crate::bitmap::Bitmap;
+        use crate::filters::testutil::{op, pattern};
+        let params = |name: &str| match name {
+            "resize" => json!({"width": 9, "light": "linear"}),
+            "crop" => json!({"x": 1, "y": 2, "width": 5, "height": 4}),
+            "rotate" => json!({"degrees": 90}),
+            "blur" | "sharpen" | "unsharp" => json!({"sigma": 1.5}),
+            "tint" => json!({"color": "#ff8000"}),
+            "brightness" | "contrast" => json!({"amount": 0.3}),
+            "gamma" => json!({"gamma": 2}),
+            "saturation" => json!({"factor": 2}),
+            "hue_rotate" => json!({"degrees": 90}),
+            "pixelate" => json!({"size": 3}),
+            "median" => json!({"radius": 2}),
+            "pad" => json!({"all": 2}),
+            "convolve" => json!({"kernel": "1,2,1;2,4,2;1,2,1"}),
+            "round_corners" => json!({"radius": 3}),
+            "smart_crop" => json!({"width": 4, "height": 4}),
+            "expr" => json!({"expr": "r = g"}),
+            _ => json!({}),
+        };
+        let opaque = image::DynamicImage::ImageRgba8(pattern(17, 11)).into_rgb8();
+        let mut kept = Vec::new();
+        for def in BUILTIN.iter().filter(|def| def.op != "watermark") {
+            let filter = op(def, params(def.op));
+            if !filter.keeps_rgb() {
+                continue;
+            }
+            kept.push(def.op);
+            let from_rgb = filter.0.apply(Bitmap::Rgb(opaque.clone())).unwrap();
+            assert!(matches!(from_rgb, Bitmap::Rgb(_)), "{} gave RGBA", def.op);
+            let from_rgba = filter
+                .apply(Bitmap::Rgb(opaque.clone()).into_rgba())
+                .unwrap();
+            let from_rgb = from_rgb.into_rgba();
+            assert_eq!(from_rgb.dimensions(), from_rgba.dimensions(), "{}", def.op);
+            let pairs = from_rgb.as_raw().iter().zip(from_rgba.as_raw());
+            let worst = pairs.map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+            assert!(worst <= 1, "{} differs by {worst} levels", def.op);
+        }
+        for expected in ["resize", "crop", "blur", "grayscale", "sepia", "vignette"] {
+            assert!(kept.contains(&expected), "{expected} keeps RGB: {kept:?}");
+        }
+    }
+
     #[test]
     fn compiles_a_valid_pipeline() {
         let pipeline = Registry::builtin()

@@ -1,6 +1,5 @@
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::pixels::{gaussian_blur, kernel_taps};
 use crate::EngineError;
@@ -36,7 +35,11 @@ impl Op for Blur {
         2 * kernel_taps(self.sigma)
     }
 
-    fn apply(&self, image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn keeps_rgb(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
         Ok(gaussian_blur(&image, self.sigma))
     }
 }
@@ -45,6 +48,7 @@ impl Op for Blur {
 mod tests {
     use super::*;
     use crate::filters::testutil::op;
+    use image::RgbaImage;
     use serde_json::json;
 
     #[test]

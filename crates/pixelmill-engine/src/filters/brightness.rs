@@ -1,6 +1,5 @@
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::pixels::map_channels;
 use crate::EngineError;
@@ -28,7 +27,11 @@ fn build(args: &Args) -> Result<Box<dyn Op>, ParamError> {
 }
 
 impl Op for Brightness {
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn keeps_rgb(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, mut image: Bitmap) -> Result<Bitmap, EngineError> {
         map_channels(&mut image, |c| c + self.0 * 255.0);
         Ok(image)
     }
@@ -38,6 +41,7 @@ impl Op for Brightness {
 mod tests {
     use super::*;
     use crate::filters::testutil::op;
+    use image::RgbaImage;
     use serde_json::json;
 
     #[test]

@@ -1,8 +1,7 @@
 use std::f64::consts::FRAC_PI_4;
 
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::pixels::map_channels;
 use crate::EngineError;
@@ -35,7 +34,11 @@ fn build(args: &Args) -> Result<Box<dyn Op>, ParamError> {
 }
 
 impl Op for Contrast {
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn keeps_rgb(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, mut image: Bitmap) -> Result<Bitmap, EngineError> {
         map_channels(&mut image, |c| (c - 127.5) * self.slope + 127.5);
         Ok(image)
     }
@@ -45,6 +48,7 @@ impl Op for Contrast {
 mod tests {
     use super::*;
     use crate::filters::testutil::{op, pattern};
+    use image::RgbaImage;
     use serde_json::json;
 
     fn spread(img: &RgbaImage) -> i32 {

@@ -1,6 +1,5 @@
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::pixels::{self, Kernel};
 use crate::EngineError;
@@ -121,13 +120,10 @@ impl Op for Convolve {
         12 + taps as u64 / 4
     }
 
-    fn apply(&self, image: RgbaImage) -> Result<RgbaImage, EngineError> {
-        Ok(pixels::convolve(
-            &image,
-            &self.kernel,
-            self.divisor,
-            self.offset,
-        ))
+    fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
+        let image = image.into_rgba();
+        let out = pixels::convolve(&image, &self.kernel, self.divisor, self.offset);
+        Ok(out.into())
     }
 }
 
@@ -135,6 +131,7 @@ impl Op for Convolve {
 mod tests {
     use super::*;
     use crate::filters::testutil::{build_err, op, pattern};
+    use image::RgbaImage;
     use serde_json::json;
 
     fn run(params: serde_json::Value, image: &RgbaImage) -> RgbaImage {

@@ -1,6 +1,5 @@
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::{on_buffer, Bitmap};
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::EngineError;
 
@@ -69,7 +68,11 @@ impl Op for Crop {
         (self.width, self.height)
     }
 
-    fn apply(&self, image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn keeps_rgb(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
         let (w, h) = image.dimensions();
         let Crop {
             x,
@@ -83,7 +86,9 @@ impl Op for Crop {
                  x + width <= {w} and y + height <= {h}"
             )));
         }
-        Ok(image::imageops::crop_imm(&image, x, y, width, height).to_image())
+        Ok(on_buffer!(image, image => {
+            image::imageops::crop_imm(&image, x, y, width, height).to_image()
+        }))
     }
 }
 

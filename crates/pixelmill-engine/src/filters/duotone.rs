@@ -1,6 +1,5 @@
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::pixels::{clamp_u8, luma, map_rgb};
 use crate::EngineError;
@@ -46,7 +45,11 @@ fn build(args: &Args) -> Result<Box<dyn Op>, ParamError> {
 }
 
 impl Op for Duotone {
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn keeps_rgb(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, mut image: Bitmap) -> Result<Bitmap, EngineError> {
         map_rgb(&mut image, |rgb| {
             self.gradient[clamp_u8(luma(rgb)) as usize]
         });
@@ -58,6 +61,7 @@ impl Op for Duotone {
 mod tests {
     use super::*;
     use crate::filters::testutil::{build_err, op, pattern};
+    use image::RgbaImage;
     use serde_json::json;
 
     #[test]

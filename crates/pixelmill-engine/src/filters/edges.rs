@@ -1,6 +1,5 @@
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, ParamError};
 use crate::pixels::{clamp_u8, sobel_magnitude};
 use crate::EngineError;
@@ -27,13 +26,14 @@ impl Op for Edges {
         10
     }
 
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
+        let mut image = image.into_rgba();
         let magnitude = sobel_magnitude(&image);
         for (px, m) in image.pixels_mut().zip(magnitude) {
             let v = clamp_u8(f64::from(m));
             px.0 = [v, v, v, px[3]];
         }
-        Ok(image)
+        Ok(image.into())
     }
 }
 
@@ -41,6 +41,7 @@ impl Op for Edges {
 mod tests {
     use super::*;
     use crate::filters::testutil::{build_err, op};
+    use image::RgbaImage;
     use serde_json::json;
 
     #[test]

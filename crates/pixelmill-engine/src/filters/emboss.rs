@@ -1,6 +1,5 @@
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::pixels::{convolve, Kernel};
 use crate::EngineError;
@@ -43,8 +42,8 @@ impl Op for Emboss {
         14
     }
 
-    fn apply(&self, image: RgbaImage) -> Result<RgbaImage, EngineError> {
-        Ok(convolve(&image, &self.kernel, 1.0, 128.0))
+    fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
+        Ok(convolve(&image.into_rgba(), &self.kernel, 1.0, 128.0).into())
     }
 }
 
@@ -52,6 +51,7 @@ impl Op for Emboss {
 mod tests {
     use super::*;
     use crate::filters::testutil::{build_err, op};
+    use image::RgbaImage;
     use serde_json::json;
 
     #[test]

@@ -1,6 +1,5 @@
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::expr::{compile, Program};
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::EngineError;
@@ -36,10 +35,11 @@ impl Op for Expr {
         8
     }
 
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
+        let mut image = image.into_rgba();
         let (w, h) = image.dimensions();
         self.0.apply_rgba8(&mut image, w, h);
-        Ok(image)
+        Ok(image.into())
     }
 }
 

@@ -1,6 +1,7 @@
-use image::{imageops, RgbaImage};
+use image::imageops;
 
 use super::{FilterDef, Op};
+use crate::bitmap::{on_buffer, Bitmap};
 use crate::params::{Args, ParamError};
 use crate::EngineError;
 
@@ -19,9 +20,15 @@ fn build(_: &Args) -> Result<Box<dyn Op>, ParamError> {
 }
 
 impl Op for Flip {
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
-        imageops::flip_vertical_in_place(&mut image);
-        Ok(image)
+    fn keeps_rgb(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
+        Ok(on_buffer!(image, mut image => {
+            imageops::flip_vertical_in_place(&mut image);
+            image
+        }))
     }
 }
 

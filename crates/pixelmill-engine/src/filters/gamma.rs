@@ -1,6 +1,5 @@
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::pixels::map_channels;
 use crate::EngineError;
@@ -34,7 +33,11 @@ fn build(args: &Args) -> Result<Box<dyn Op>, ParamError> {
 }
 
 impl Op for Gamma {
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn keeps_rgb(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, mut image: Bitmap) -> Result<Bitmap, EngineError> {
         // `map_channels` evaluates the curve once per level into a 256-entry table.
         map_channels(&mut image, |v| 255.0 * (v / 255.0).powf(self.exponent));
         Ok(image)
@@ -45,6 +48,7 @@ impl Op for Gamma {
 mod tests {
     use super::*;
     use crate::filters::testutil::{build_err, op, pattern};
+    use image::RgbaImage;
     use serde_json::json;
 
     #[test]

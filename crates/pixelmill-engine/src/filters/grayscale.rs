@@ -1,6 +1,5 @@
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, ParamError};
 use crate::pixels::{clamp_u8, luma, map_rgb};
 use crate::EngineError;
@@ -21,7 +20,11 @@ fn build(_: &Args) -> Result<Box<dyn Op>, ParamError> {
 }
 
 impl Op for Grayscale {
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn keeps_rgb(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, mut image: Bitmap) -> Result<Bitmap, EngineError> {
         map_rgb(&mut image, |rgb| [clamp_u8(luma(rgb)); 3]);
         Ok(image)
     }

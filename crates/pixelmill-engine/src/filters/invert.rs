@@ -1,6 +1,5 @@
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, ParamError};
 use crate::pixels::map_channels;
 use crate::EngineError;
@@ -20,7 +19,11 @@ fn build(_: &Args) -> Result<Box<dyn Op>, ParamError> {
 }
 
 impl Op for Invert {
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn keeps_rgb(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, mut image: Bitmap) -> Result<Bitmap, EngineError> {
         map_channels(&mut image, |c| 255.0 - c);
         Ok(image)
     }

@@ -1,6 +1,7 @@
 use image::RgbaImage;
 
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::pixels::{premultiplied, unpremultiply};
 use crate::EngineError;
@@ -43,7 +44,8 @@ impl Op for Median {
         4 * self.window() as u64
     }
 
-    fn apply(&self, image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
+        let image = image.into_rgba();
         let (w, h) = (image.width() as usize, image.height() as usize);
         let src = premultiplied(&image);
         let r = self.radius as isize;
@@ -69,7 +71,7 @@ impl Op for Median {
                 .map(|v| *v.select_nth_unstable_by(mid, f32::total_cmp).1);
             px.0 = unpremultiply(median);
         }
-        Ok(out)
+        Ok(out.into())
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use image::RgbaImage;
 
+use crate::bitmap::Bitmap;
 use crate::params::{Args, ParamError, ParamSpec};
 use crate::EngineError;
 
@@ -50,9 +51,17 @@ pub(crate) struct FilterDef {
     pub build: fn(&Args) -> Result<Box<dyn Op>, ParamError>,
 }
 
-/// A compiled step, ready to run on any image. Ops see 8-bit RGBA with straight alpha.
+/// A compiled step, ready to run on any image. Ops see 8-bit RGBA with straight alpha, or 8-bit
+/// RGB for an opaque image when every step of the pipeline `keeps_rgb`.
 pub(crate) trait Op: Send + Sync + Debug {
-    fn apply(&self, image: RgbaImage) -> Result<RgbaImage, EngineError>;
+    fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError>;
+
+    /// Whether `apply` works on RGB as it is and returns RGB, so an opaque image can skip the
+    /// alpha channel (see `Bitmap`). Ops that add transparency or have only an RGBA kernel say
+    /// no, and get RGBA.
+    fn keeps_rgb(&self) -> bool {
+        false
+    }
 
     /// The size `apply` will produce, so limits and costs are known before running.
     fn output_size(&self, width: u32, height: u32) -> (u32, u32) {
@@ -67,11 +76,7 @@ pub(crate) trait Op: Send + Sync + Debug {
 
     /// Like `apply` on a `source`-sized image, given that image shrunk on load: the output is
     /// the one `source` would give. Only called when `shrink_on_load` returned a scale.
-    fn apply_shrunk(
-        &self,
-        image: RgbaImage,
-        _source: (u32, u32),
-    ) -> Result<RgbaImage, EngineError> {
+    fn apply_shrunk(&self, image: Bitmap, _source: (u32, u32)) -> Result<Bitmap, EngineError> {
         self.apply(image)
     }
 
@@ -105,7 +110,11 @@ impl Op for ColorMatrix {
         2
     }
 
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn keeps_rgb(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, mut image: Bitmap) -> Result<Bitmap, EngineError> {
         crate::pixels::map_matrix(&mut image, &self.0);
         Ok(image)
     }
@@ -155,9 +164,32 @@ pub(crate) const BUILTIN: &[FilterDef] = &[
 pub(crate) mod testutil {
     use super::*;
 
-    pub(crate) fn op(def: &FilterDef, params: serde_json::Value) -> Box<dyn Op> {
+    pub(crate) fn op(def: &FilterDef, params: serde_json::Value) -> TestOp {
         let args = Args::parse(def.op, def.params, params.as_object().unwrap()).unwrap();
-        (def.build)(&args).unwrap()
+        TestOp((def.build)(&args).unwrap())
+    }
+
+    /// An op under test: `apply` takes and gives RGBA, the layout every filter handles.
+    pub(crate) struct TestOp(pub Box<dyn Op>);
+
+    impl TestOp {
+        pub(crate) fn apply(&self, image: RgbaImage) -> Result<RgbaImage, EngineError> {
+            self.0.apply(image.into()).map(Bitmap::into_rgba)
+        }
+    }
+
+    impl std::ops::Deref for TestOp {
+        type Target = dyn Op;
+
+        fn deref(&self) -> &Self::Target {
+            &*self.0
+        }
+    }
+
+    impl std::ops::DerefMut for TestOp {
+        fn deref_mut(&mut self) -> &mut Self::Target {
+            &mut *self.0
+        }
     }
 
     pub(crate) fn build_err(def: &FilterDef, params: serde_json::Value) -> ParamError {

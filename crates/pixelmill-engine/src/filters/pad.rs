@@ -1,6 +1,7 @@
 use image::RgbaImage;
 
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::EngineError;
 
@@ -89,11 +90,12 @@ impl Op for Pad {
         )
     }
 
-    fn apply(&self, image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
         let (w, h) = self.output_size(image.width(), image.height());
         let mut out = RgbaImage::from_pixel(w, h, self.background);
-        image::imageops::replace(&mut out, &image, i64::from(self.left), i64::from(self.top));
-        Ok(out)
+        let (x, y) = (i64::from(self.left), i64::from(self.top));
+        image::imageops::replace(&mut out, &image.into_rgba(), x, y);
+        Ok(out.into())
     }
 }
 

@@ -1,6 +1,5 @@
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::pixels::{premultiply, unpremultiply};
 use crate::EngineError;
@@ -31,7 +30,8 @@ impl Op for Pixelate {
         2
     }
 
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
+        let mut image = image.into_rgba();
         let (w, h) = image.dimensions();
         let size = self.0;
         for by in (0..h).step_by(size as usize) {
@@ -53,7 +53,7 @@ impl Op for Pixelate {
                 }
             }
         }
-        Ok(image)
+        Ok(image.into())
     }
 }
 
@@ -61,6 +61,7 @@ impl Op for Pixelate {
 mod tests {
     use super::*;
     use crate::filters::testutil::{build_err, op};
+    use image::RgbaImage;
     use serde_json::json;
 
     #[test]

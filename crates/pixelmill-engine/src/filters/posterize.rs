@@ -1,6 +1,5 @@
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::pixels::map_channels;
 use crate::EngineError;
@@ -30,7 +29,11 @@ fn build(args: &Args) -> Result<Box<dyn Op>, ParamError> {
 }
 
 impl Op for Posterize {
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn keeps_rgb(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, mut image: Bitmap) -> Result<Bitmap, EngineError> {
         let steps = self.steps;
         map_channels(&mut image, |v| (v / 255.0 * steps).round() * 255.0 / steps);
         Ok(image)
@@ -41,6 +44,7 @@ impl Op for Posterize {
 mod tests {
     use super::*;
     use crate::filters::testutil::{build_err, op, pattern};
+    use image::RgbaImage;
     use serde_json::json;
 
     #[test]

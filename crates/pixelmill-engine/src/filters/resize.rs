@@ -1,6 +1,8 @@
-use fast_image_resize::images::Image;
+use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbaImage;
+
+use crate::bitmap::Bitmap;
 
 use super::{FilterDef, Op};
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
@@ -89,7 +91,8 @@ pub(super) fn to_width(image: RgbaImage, width: u32) -> Result<RgbaImage, Engine
         fit: Fit::Contain,
         linear: false,
     }
-    .apply(image)
+    .apply(image.into())
+    .map(Bitmap::into_rgba)
 }
 
 fn scaled(side: u32, scale: f64) -> u32 {
@@ -120,12 +123,16 @@ impl Op for Resize {
         (scale < 1.0).then_some(scale * SHRINK_ON_LOAD_HEADROOM)
     }
 
-    fn apply(&self, image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn keeps_rgb(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
         let source = image.dimensions();
         self.resize(image, source)
     }
 
-    fn apply_shrunk(&self, image: RgbaImage, source: (u32, u32)) -> Result<RgbaImage, EngineError> {
+    fn apply_shrunk(&self, image: Bitmap, source: (u32, u32)) -> Result<Bitmap, EngineError> {
         self.resize(image, source)
     }
 }
@@ -137,19 +144,19 @@ const SHRINK_ON_LOAD_HEADROOM: f64 = 1.0;
 impl Resize {
     /// Resizes `image`, which shows a `source`-sized picture (smaller when shrunk on load), to
     /// the output `source` calls for.
-    fn resize(&self, image: RgbaImage, source: (u32, u32)) -> Result<RgbaImage, EngineError> {
+    fn resize(&self, image: Bitmap, source: (u32, u32)) -> Result<Bitmap, EngineError> {
         let (w, h) = self.output_size(source.0, source.1);
         if (w, h) == image.dimensions() {
             return Ok(image);
         }
         // Premultiplying is only needed where something is translucent (never for JPEG input).
-        let opaque = crate::pixels::is_opaque(&image);
         let mut options = ResizeOptions::new()
             .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
-            .use_alpha(!opaque);
+            .use_alpha(!image.is_opaque());
+        let (iw, ih) = image.dimensions();
         if self.fit == Fit::Cover {
             // The centred box of the source with the output's aspect, in the image's pixels.
-            let (iw, ih) = (f64::from(image.width()), f64::from(image.height()));
+            let (iw, ih) = (f64::from(iw), f64::from(ih));
             let scale =
                 (f64::from(w) / f64::from(source.0)).max(f64::from(h) / f64::from(source.1));
             let to_image = iw / f64::from(source.0);
@@ -162,27 +169,33 @@ impl Resize {
         let failed = |e: &dyn std::fmt::Display| {
             EngineError::Encode(format!("resize to {w}x{h} failed: {e}"))
         };
-        let mut out = RgbaImage::new(w, h);
-        if !self.linear {
-            Resizer::new()
-                .resize(&image, &mut out, &options)
+        let (pixel_type, linear_type) = match image {
+            Bitmap::Rgb(_) => (PixelType::U8x3, PixelType::U16x3),
+            Bitmap::Rgba(_) => (PixelType::U8x4, PixelType::U16x4),
+        };
+        let input = ImageRef::new(iw, ih, image.as_raw(), pixel_type).map_err(|e| failed(&e))?;
+        let mut out = image.blank(w, h);
+        let mut output =
+            Image::from_slice_u8(w, h, out.as_raw_mut(), pixel_type).map_err(|e| failed(&e))?;
+        if self.linear {
+            // sRGB -> 16-bit linear, resize, back; the mapper leaves alpha as it is.
+            let mapper = fast_image_resize::create_srgb_mapper();
+            let mut linear = Image::new(iw, ih, linear_type);
+            mapper
+                .forward_map(&input, &mut linear)
                 .map_err(|e| failed(&e))?;
-            return Ok(out);
+            let mut resized = Image::new(w, h, linear_type);
+            Resizer::new()
+                .resize(&linear, &mut resized, &options)
+                .map_err(|e| failed(&e))?;
+            mapper
+                .backward_map(&resized, &mut output)
+                .map_err(|e| failed(&e))?;
+        } else {
+            Resizer::new()
+                .resize(&input, &mut output, &options)
+                .map_err(|e| failed(&e))?;
         }
-        // sRGB -> 16-bit linear, resize, back; the mapper leaves alpha as it is.
-        let (iw, ih) = image.dimensions();
-        let mapper = fast_image_resize::create_srgb_mapper();
-        let mut linear = Image::new(iw, ih, PixelType::U16x4);
-        mapper
-            .forward_map(&image, &mut linear)
-            .map_err(|e| failed(&e))?;
-        let mut resized = Image::new(w, h, PixelType::U16x4);
-        Resizer::new()
-            .resize(&linear, &mut resized, &options)
-            .map_err(|e| failed(&e))?;
-        mapper
-            .backward_map(&resized, &mut out)
-            .map_err(|e| failed(&e))?;
         Ok(out)
     }
 }
@@ -249,13 +262,17 @@ mod tests {
             resize.shrink_on_load(400, 300),
             Some(0.1 * SHRINK_ON_LOAD_HEADROOM)
         );
-        let out = resize.apply_shrunk(pattern(50, 38), (400, 300)).unwrap();
+        let out = resize
+            .apply_shrunk(pattern(50, 38).into(), (400, 300))
+            .unwrap();
         assert_eq!(out.dimensions(), (30, 30));
         let contain = op(&FILTER, json!({"width": 100}));
         // 1001x667 -> 100x67: the taller side needs the larger fraction.
         let scale = contain.shrink_on_load(1001, 667).unwrap();
         assert!((scale - 67.0 / 667.0 * SHRINK_ON_LOAD_HEADROOM).abs() < 1e-9);
-        let out = contain.apply_shrunk(pattern(126, 84), (1001, 667)).unwrap();
+        let out = contain
+            .apply_shrunk(pattern(126, 84).into(), (1001, 667))
+            .unwrap();
         assert_eq!(out.dimensions(), contain.output_size(1001, 667));
         assert_eq!(
             op(&FILTER, json!({"width": 2000})).shrink_on_load(1000, 500),

@@ -1,6 +1,7 @@
-use image::{imageops, RgbaImage};
+use image::imageops;
 
 use super::{FilterDef, Op};
+use crate::bitmap::{on_buffer, Bitmap};
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::EngineError;
 
@@ -47,13 +48,17 @@ impl Op for Rotate {
         }
     }
 
-    fn apply(&self, image: RgbaImage) -> Result<RgbaImage, EngineError> {
-        Ok(match self.0 {
+    fn keeps_rgb(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
+        Ok(on_buffer!(image, image => match self.0 {
             1 => imageops::rotate90(&image),
             2 => imageops::rotate180(&image),
             3 => imageops::rotate270(&image),
             _ => image,
-        })
+        }))
     }
 }
 

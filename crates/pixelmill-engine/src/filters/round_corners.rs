@@ -1,6 +1,5 @@
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::pixels::clamp_u8;
 use crate::EngineError;
@@ -37,11 +36,12 @@ fn coverage(d: f64, r: f64) -> f64 {
 }
 
 impl Op for RoundCorners {
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
+        let mut image = image.into_rgba();
         let (w, h) = image.dimensions();
         let r = self.radius.min(w / 2).min(h / 2);
         if r == 0 {
-            return Ok(image);
+            return Ok(image.into());
         }
         let rf = f64::from(r);
         // Only the r x r corner squares can change; each is mirrored from the top-left one.
@@ -63,7 +63,7 @@ impl Op for RoundCorners {
                 }
             }
         }
-        Ok(image)
+        Ok(image.into())
     }
 }
 
@@ -71,6 +71,7 @@ impl Op for RoundCorners {
 mod tests {
     use super::*;
     use crate::filters::testutil::{build_err, op};
+    use image::RgbaImage;
     use serde_json::json;
 
     #[test]

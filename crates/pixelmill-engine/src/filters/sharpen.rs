@@ -1,6 +1,5 @@
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::pixels::{kernel_taps, unsharp_mask};
 use crate::EngineError;
@@ -52,7 +51,11 @@ impl Op for Sharpen {
         2 * kernel_taps(self.sigma) + 1
     }
 
-    fn apply(&self, image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn keeps_rgb(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
         Ok(unsharp_mask(image, self.sigma, self.amount, 0.0))
     }
 }
@@ -61,6 +64,7 @@ impl Op for Sharpen {
 mod tests {
     use super::*;
     use crate::filters::testutil::op;
+    use image::RgbaImage;
     use serde_json::json;
 
     #[test]

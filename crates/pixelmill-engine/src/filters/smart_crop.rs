@@ -1,6 +1,7 @@
 use image::RgbaImage;
 
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::pixels::{clamp_u8, premultiply, sobel_magnitude};
 use crate::EngineError;
@@ -102,13 +103,16 @@ impl Op for SmartCrop {
         true
     }
 
-    fn apply(&self, image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
+        let image = image.into_rgba();
         let (cw, ch) = self.output_size(image.width(), image.height());
         if (cw, ch) == image.dimensions() {
-            return Ok(image);
+            return Ok(image.into());
         }
         let (x, y) = best_window(&image, cw, ch);
-        Ok(image::imageops::crop_imm(&image, x, y, cw, ch).to_image())
+        Ok(image::imageops::crop_imm(&image, x, y, cw, ch)
+            .to_image()
+            .into())
     }
 }
 

@@ -1,6 +1,5 @@
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::pixels::{lut, map_luts};
 use crate::EngineError;
@@ -44,7 +43,11 @@ fn build(args: &Args) -> Result<Box<dyn Op>, ParamError> {
 }
 
 impl Op for Tint {
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn keeps_rgb(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, mut image: Bitmap) -> Result<Bitmap, EngineError> {
         map_luts(&mut image, &self.luts);
         Ok(image)
     }
@@ -54,6 +57,7 @@ impl Op for Tint {
 mod tests {
     use super::*;
     use crate::filters::testutil::{build_err, op};
+    use image::RgbaImage;
     use serde_json::json;
 
     fn tint(params: serde_json::Value, rgba: [u8; 4]) -> [u8; 4] {

@@ -1,6 +1,5 @@
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::pixels::premultiply;
 use crate::EngineError;
@@ -47,9 +46,10 @@ impl Op for Trim {
         true
     }
 
-    fn apply(&self, image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
+        let image = image.into_rgba();
         if image.width() == 0 || image.height() == 0 {
-            return Ok(image);
+            return Ok(image.into());
         }
         let border = premultiply(image.get_pixel(0, 0).0);
         let is_content = |x: u32, y: u32| {
@@ -72,7 +72,8 @@ impl Op for Trim {
                 image::imageops::crop_imm(&image, x0, y0, x1 - x0 + 1, y1 - y0 + 1).to_image()
             }
             None => image,
-        })
+        }
+        .into())
     }
 }
 
@@ -80,6 +81,7 @@ impl Op for Trim {
 mod tests {
     use super::*;
     use crate::filters::testutil::{build_err, op, pattern};
+    use image::RgbaImage;
     use serde_json::json;
 
     /// `inner` pasted at (3, 2) on a 12 x 9 canvas of `border`.

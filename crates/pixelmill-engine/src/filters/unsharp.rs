@@ -1,6 +1,5 @@
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::pixels::{kernel_taps, unsharp_mask};
 use crate::EngineError;
@@ -46,7 +45,11 @@ impl Op for Unsharp {
         2 * kernel_taps(self.sigma) + 1
     }
 
-    fn apply(&self, image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn keeps_rgb(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
         Ok(unsharp_mask(image, self.sigma, self.amount, self.threshold))
     }
 }
@@ -55,6 +58,7 @@ impl Op for Unsharp {
 mod tests {
     use super::*;
     use crate::filters::testutil::{build_err, op};
+    use image::RgbaImage;
     use serde_json::json;
 
     /// A faint ramp (+2 per pixel) next to a strong step (100 -> 200).

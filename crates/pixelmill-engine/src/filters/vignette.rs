@@ -1,6 +1,5 @@
-use image::RgbaImage;
-
 use super::{FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::pixels::clamp_u8;
 use crate::EngineError;
@@ -63,12 +62,18 @@ impl Op for Vignette {
         3
     }
 
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn keeps_rgb(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, mut image: Bitmap) -> Result<Bitmap, EngineError> {
         let (w, h) = image.dimensions();
-        for (x, y, px) in image.enumerate_pixels_mut() {
+        let channels = image.channels();
+        for (i, px) in image.as_raw_mut().chunks_exact_mut(channels).enumerate() {
+            let (x, y) = ((i % w as usize) as u32, (i / w as usize) as u32);
             let k = self.factor(x, y, w, h);
-            for c in 0..3 {
-                px[c] = clamp_u8(f64::from(px[c]) * k);
+            for c in &mut px[..3] {
+                *c = clamp_u8(f64::from(*c) * k);
             }
         }
         Ok(image)
@@ -79,6 +84,7 @@ impl Op for Vignette {
 mod tests {
     use super::*;
     use crate::filters::testutil::{build_err, op};
+    use image::RgbaImage;
     use serde_json::json;
 
     #[test]

@@ -3,6 +3,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use image::RgbaImage;
 
 use super::{resize, FilterDef, Op};
+use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
 use crate::pixels::{premultiply, unpremultiply};
 use crate::EngineError;
@@ -255,7 +256,8 @@ impl Op for Watermark {
             .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
-    fn apply(&self, mut image: RgbaImage) -> Result<RgbaImage, EngineError> {
+    fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
+        let mut image = image.into_rgba();
         let overlay = self.overlay_for(image.width())?;
         let (w, h) = image.dimensions();
         let (ow, oh) = overlay.dimensions();
@@ -275,21 +277,21 @@ impl Op for Watermark {
                 draw(&mut image, &overlay, (x, y), self.opacity);
             }
         }
-        Ok(image)
+        Ok(image.into())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filters::testutil::{build_err, op, pattern};
+    use crate::filters::testutil::{build_err, op, pattern, TestOp};
     use image::Rgba;
     use serde_json::json;
 
     const RED: [u8; 4] = [255, 0, 0, 255];
     const GREY: [u8; 4] = [100, 100, 100, 255];
 
-    fn watermark(params: serde_json::Value, overlay: RgbaImage) -> Box<dyn Op> {
+    fn watermark(params: serde_json::Value, overlay: RgbaImage) -> TestOp {
         let mut params = params;
         params["image"] = json!("img_overlay");
         let mut op = op(&FILTER, params);
@@ -510,8 +512,9 @@ mod tests {
         pipeline.attach_image("img_a", &png(RED), &limits).unwrap();
         pipeline.attach_image("img_b", &png(BLUE), &limits).unwrap();
         let out = pipeline
-            .run(solid(3, 3, GREY), (3, 3), &limits, &mut Vec::new())
-            .unwrap();
+            .run(solid(3, 3, GREY).into(), (3, 3), &limits, &mut Vec::new())
+            .unwrap()
+            .into_rgba();
         // The first mark was flipped to the bottom-left; the third covers the second's.
         for (x, y, px) in out.enumerate_pixels() {
             let expected = match (x, y) {

@@ -15,7 +15,9 @@
 //! decodes with libjpeg, as it also does for corrupt data, where libjpeg's tolerant decoder
 //! decides what to show.
 
-use image::RgbaImage;
+use image::{RgbImage, RgbaImage};
+
+use crate::bitmap::Bitmap;
 
 /// Bits of lookahead in the combined code-plus-value tables: covers nearly every symbol of a
 /// photo's AC data while the table (16 KiB) stays in L1. 10 bits measured 8 % slower.
@@ -34,9 +36,9 @@ struct GiveUp;
 
 type Result<T> = std::result::Result<T, GiveUp>;
 
-/// Decodes `bytes` at `scale`/8 (1/8 or 1/4) to RGBA of libjpeg's size for that scale
-/// (`ceil(width * scale / 8)` across), or `None` where libjpeg must decode it.
-pub(crate) fn decode(bytes: &[u8], scale: u8) -> Option<RgbaImage> {
+/// Decodes `bytes` at `scale`/8 (1/8 or 1/4) to RGB (`keep_rgb`) or RGBA of libjpeg's size for
+/// that scale (`ceil(width * scale / 8)` across), or `None` where libjpeg must decode it.
+pub(crate) fn decode(bytes: &[u8], scale: u8, keep_rgb: bool) -> Option<Bitmap> {
     if !(1..=2).contains(&scale) {
         return None;
     }
@@ -44,7 +46,7 @@ pub(crate) fn decode(bytes: &[u8], scale: u8) -> Option<RgbaImage> {
         scale: usize::from(scale),
         ..Decoder::default()
     };
-    decoder.run(bytes).ok()
+    decoder.run(bytes, keep_rgb).ok()
 }
 
 #[derive(Default)]
@@ -87,14 +89,26 @@ struct Quant {
 
 impl Quant {
     fn new(table: &[u16; 64], samples_x: usize, samples_y: usize) -> Self {
+        // The 1-D factors per frequency and part, computed once rather than per coefficient.
+        let means = |parts| -> [[f32; 4]; 8] {
+            std::array::from_fn(|u| {
+                std::array::from_fn(|part| {
+                    if part < parts {
+                        part_mean(u, part, parts)
+                    } else {
+                        0.0
+                    }
+                })
+            })
+        };
+        let (across, down) = (means(samples_x), means(samples_y));
         let mut weights = Box::new([[0f32; 16]; 64]);
         for (zigzag, &natural) in NATURAL_ORDER.iter().enumerate() {
             let (v, u) = (usize::from(natural / 8), usize::from(natural % 8));
+            let q = f32::from(table[usize::from(natural)]);
             for oy in 0..samples_y {
                 for ox in 0..samples_x {
-                    weights[zigzag][oy * samples_x + ox] = f32::from(table[usize::from(natural)])
-                        * part_mean(u, ox, samples_x)
-                        * part_mean(v, oy, samples_y);
+                    weights[zigzag][oy * samples_x + ox] = q * across[u][ox] * down[v][oy];
                 }
             }
         }
@@ -118,7 +132,7 @@ struct Decoder {
 }
 
 impl Decoder {
-    fn run(mut self, bytes: &[u8]) -> Result<RgbaImage> {
+    fn run(mut self, bytes: &[u8], keep_rgb: bool) -> Result<Bitmap> {
         if bytes.get(..2) != Some(&[0xFF, 0xD8]) {
             return Err(GiveUp);
         }
@@ -146,7 +160,7 @@ impl Decoder {
                 _ => {}
             }
         }
-        self.to_rgba()
+        self.to_bitmap(keep_rgb)
     }
 
     fn start_frame(&mut self, segment: &[u8]) -> Result<()> {
@@ -348,7 +362,7 @@ impl Decoder {
         Ok(reader.end())
     }
 
-    fn to_rgba(&self) -> Result<RgbaImage> {
+    fn to_bitmap(&self, keep_rgb: bool) -> Result<Bitmap> {
         let frame = &self.frame;
         let scale = self.scale;
         let (out_w, out_h) = (
@@ -357,26 +371,36 @@ impl Decoder {
         );
         let planes: Vec<&[u8]> = frame.components.iter().map(|c| &c.samples[..]).collect();
         let stride = frame.mcus_x * frame.h_max * scale;
-        let mut rgba = Vec::with_capacity(out_w * out_h * 4);
-        for y in 0..out_h {
-            let row = y * stride..y * stride + out_w;
+        let channels = if keep_rgb { 3 } else { 4 };
+        let mut pixels = vec![255; out_w * out_h * channels];
+        for (y, row) in pixels.chunks_exact_mut(out_w * channels).enumerate() {
+            let samples = y * stride..y * stride + out_w;
+            let out = row.chunks_exact_mut(channels);
             match planes[..] {
                 [gray] => {
-                    for &l in &gray[row] {
-                        rgba.extend_from_slice(&[l, l, l, 255]);
+                    for (px, &l) in out.zip(&gray[samples]) {
+                        px[..3].fill(l);
                     }
                 }
                 [luma, cb, cr] => {
-                    for ((&y, &cb), &cr) in
-                        luma[row.clone()].iter().zip(&cb[row.clone()]).zip(&cr[row])
-                    {
-                        rgba.extend_from_slice(&ycc_to_rgba(y, cb, cr));
+                    let ycc = luma[samples.clone()]
+                        .iter()
+                        .zip(&cb[samples.clone()])
+                        .zip(&cr[samples]);
+                    for (px, ((&y, &cb), &cr)) in out.zip(ycc) {
+                        px[..3].copy_from_slice(&ycc_to_rgb(y, cb, cr));
                     }
                 }
                 _ => return Err(GiveUp),
             }
         }
-        RgbaImage::from_raw(out_w as u32, out_h as u32, rgba).ok_or(GiveUp)
+        let (w, h) = (out_w as u32, out_h as u32);
+        let bitmap = if keep_rgb {
+            RgbImage::from_raw(w, h, pixels).map(Bitmap::Rgb)
+        } else {
+            RgbaImage::from_raw(w, h, pixels).map(Bitmap::Rgba)
+        };
+        bitmap.ok_or(GiveUp)
     }
 }
 
@@ -405,27 +429,22 @@ fn decode_block(
     let (sx, sy) = (component.samples_x, component.samples_y);
     let stride = component.blocks_x * sx;
     if (sx, sy) == (1, 1) {
-        reader.skip_ac(ac_table)?;
+        // Only the DC term counts; the AC symbols are read past.
+        reader.for_each_ac(ac_table, |_, _| {})?;
         // libjpeg's jpeg_idct_1x1: descale by 8 with rounding, then level-shift.
         let mean = ((component.dc_prediction * quant.dc + 4) >> 3) + 128;
         *component.samples.get_mut(y * stride + x).ok_or(GiveUp)? = mean.clamp(0, 255) as u8;
         return Ok(());
     }
-    // Several samples per block: each part's mean, from the frequencies it depends on.
+    // Several samples per block: each part's mean, from the frequencies it depends on. The
+    // accumulation is the hot loop of a 1/4-scale decode, so it is sized to the block's samples.
     let dc = component.dc_prediction as f32;
-    let mut sums = quant.weights[0].map(|w| 128.0 + dc * w);
-    let mut k = 1;
-    // A run past the end of the block ends it, as libjpeg tolerates.
-    while k < 64 {
-        let (advance, value) = ac_table.decode(reader)?;
-        if value != 0 {
-            if let Some(weights) = quant.weights.get(k + advance - 1) {
-                for (sum, w) in sums.iter_mut().zip(weights) {
-                    *sum += value as f32 * w;
-                }
-            }
-        }
-        k += advance;
+    let mut sums = [0f32; 16];
+    match sx * sy {
+        2 => block_means::<2>(reader, ac_table, quant, dc, &mut sums)?,
+        4 => block_means::<4>(reader, ac_table, quant, dc, &mut sums)?,
+        8 => block_means::<8>(reader, ac_table, quant, dc, &mut sums)?,
+        _ => block_means::<16>(reader, ac_table, quant, dc, &mut sums)?,
     }
     for (oy, sums) in sums.chunks_exact(sx).take(sy).enumerate() {
         let row = (y * sy + oy) * stride + x * sx;
@@ -438,8 +457,30 @@ fn decode_block(
     Ok(())
 }
 
-/// The 1-D weight of frequency `u` in the mean of part `part` of a block split in `parts` (1 or
-/// 2), with the IDCT's normalisation (the 2-D product of two is 1/8 for the DC term).
+/// Decodes a block's AC coefficients into the means of its `N` parts (row-major, the first `N` of
+/// `out`), starting from its DC term `dc`.
+#[inline(always)]
+fn block_means<const N: usize>(
+    reader: &mut BitReader,
+    ac_table: &Huffman,
+    quant: &Quant,
+    dc: f32,
+    out: &mut [f32; 16],
+) -> Result<()> {
+    let mut sums: [f32; N] = std::array::from_fn(|i| 128.0 + dc * quant.weights[0][i]);
+    reader.for_each_ac(ac_table, |k, value| {
+        if let Some(weights) = quant.weights.get(k) {
+            for (sum, w) in sums.iter_mut().zip(weights) {
+                *sum += value as f32 * w;
+            }
+        }
+    })?;
+    out[..N].copy_from_slice(&sums);
+    Ok(())
+}
+
+/// The 1-D weight of frequency `u` in the mean of part `part` of a block split in `parts` (1, 2
+/// or 4), with the IDCT's normalisation (the 2-D product of two is 1/8 for the DC term).
 fn part_mean(u: usize, part: usize, parts: usize) -> f32 {
     let scale = if u == 0 {
         std::f64::consts::FRAC_1_SQRT_2
@@ -454,7 +495,7 @@ fn part_mean(u: usize, part: usize, parts: usize) -> f32 {
 }
 
 /// JFIF YCbCr → RGB with libjpeg's fixed-point constants and rounding.
-fn ycc_to_rgba(y: u8, cb: u8, cr: u8) -> [u8; 4] {
+fn ycc_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
     const ONE_HALF: i32 = 1 << 15;
     let (y, cb, cr) = (i32::from(y), i32::from(cb) - 128, i32::from(cr) - 128);
     let fix = |x: f64| (x * 65536.0 + 0.5) as i32;
@@ -462,7 +503,7 @@ fn ycc_to_rgba(y: u8, cb: u8, cr: u8) -> [u8; 4] {
     let g = y + ((-fix(0.34414) * cb - fix(0.71414) * cr + ONE_HALF) >> 16);
     let b = y + ((fix(1.772) * cb + ONE_HALF) >> 16);
     let clamp = |v: i32| v.clamp(0, 255) as u8;
-    [clamp(r), clamp(g), clamp(b), 255]
+    [clamp(r), clamp(g), clamp(b)]
 }
 
 /// Reads the marker at `pos` (skipping fill bytes) and moves past it.
@@ -581,10 +622,16 @@ impl<'a> BitReader<'a> {
         value
     }
 
-    /// Moves past a block's AC coefficients without decoding their values: the hot loop of a
-    /// 1/8-scale decode. The buffer lives in locals so it stays in registers.
+    /// Decodes a block's AC coefficients, calling `coefficient(zigzag index, value)` for each
+    /// one that is not zero: the hot loop of a reduced decode. The buffer lives in locals so it
+    /// stays in registers, and a symbol whose code and value fit the lookahead takes one lookup.
+    /// A run past the end of the block ends it, as libjpeg tolerates.
     #[inline(always)]
-    fn skip_ac(&mut self, table: &Huffman) -> Result<()> {
+    fn for_each_ac(
+        &mut self,
+        table: &Huffman,
+        mut coefficient: impl FnMut(usize, i32),
+    ) -> Result<()> {
         let (mut buffer, mut count) = (self.buffer, self.count);
         let mut k = 1;
         while k < 64 {
@@ -595,16 +642,20 @@ impl<'a> BitReader<'a> {
             }
             let entry = table.fast[(buffer >> (64 - LOOKAHEAD)) as usize];
             let length = entry & 0xFF;
-            if length != 0 {
+            let (advance, value) = if length != 0 {
                 buffer <<= length;
                 count -= length;
-                k += (entry >> 8) & 0xFF;
+                ((entry >> 8) & 0xFF, (entry as i32) >> 16)
             } else {
                 (self.buffer, self.count) = (buffer, count);
-                let (advance, _) = table.decode_slow(self, entry)?;
+                let (advance, value) = table.decode_slow(self, entry)?;
                 (buffer, count) = (self.buffer, self.count);
-                k += advance as u32;
+                (advance as u32, value)
+            };
+            if value != 0 {
+                coefficient((k + advance - 1) as usize, value);
             }
+            k += advance;
         }
         (self.buffer, self.count) = (buffer, count);
         Ok(())
@@ -810,6 +861,23 @@ mod tests {
         std::fs::read(dir.join(name)).unwrap()
     }
 
+    fn rgba(bytes: &[u8], scale: u8) -> Option<RgbaImage> {
+        decode(bytes, scale, false).map(Bitmap::into_rgba)
+    }
+
+    #[test]
+    fn rgb_output_has_the_pixels_of_rgba_output() {
+        for bytes in [sampled((2, 2)), testdata("restart-interval-3.jpg")] {
+            for scale in [1, 2] {
+                let rgba = rgba(&bytes, scale).unwrap();
+                let Some(Bitmap::Rgb(rgb)) = decode(&bytes, scale, true) else {
+                    panic!("keep_rgb gives RGB");
+                };
+                assert_eq!(Bitmap::Rgb(rgb).into_rgba(), rgba);
+            }
+        }
+    }
+
     fn libjpeg_scaled(bytes: &[u8], scale: u8) -> RgbaImage {
         let mut d = Decompress::new_mem(bytes).unwrap();
         d.scale(scale);
@@ -821,7 +889,7 @@ mod tests {
     }
 
     fn assert_close(bytes: &[u8], scale: u8, tolerance: u8) {
-        let ours = decode(bytes, scale).expect("the fast path takes this file");
+        let ours = rgba(bytes, scale).expect("the fast path takes this file");
         let theirs = libjpeg_scaled(bytes, scale);
         assert_eq!(ours.dimensions(), theirs.dimensions());
         let worst = ours
@@ -913,7 +981,7 @@ mod tests {
         ];
         for (bytes, scale) in cases {
             let truth = block_means(&bytes, scale);
-            let ours = decode(&bytes, scale).expect("the fast path takes it");
+            let ours = rgba(&bytes, scale).expect("the fast path takes it");
             let ours = mean_error(&ours, &truth);
             let theirs = mean_error(&libjpeg_scaled(&bytes, scale), &truth);
             assert!(
@@ -926,14 +994,14 @@ mod tests {
     #[test]
     fn unusual_or_broken_files_are_left_to_libjpeg_without_panicking() {
         let cmyk = encode_with(ColorSpace::JCS_CMYK, &[128; 16 * 16 * 4], 16, 16, |_| {});
-        assert!(decode(&cmyk, 1).is_none());
-        assert!(decode(b"not a jpeg", 1).is_none());
-        assert!(decode(&jpeg(64, 48, Compress::set_progressive_mode), 1).is_none());
-        assert!(decode(&jpeg(64, 48, |_| {}), 4).is_none());
+        assert!(rgba(&cmyk, 1).is_none());
+        assert!(rgba(b"not a jpeg", 1).is_none());
+        assert!(rgba(&jpeg(64, 48, Compress::set_progressive_mode), 1).is_none());
+        assert!(rgba(&jpeg(64, 48, |_| {}), 4).is_none());
         let bytes = jpeg(64, 48, |_| {});
         for cut in 0..bytes.len() {
             for scale in [1, 2] {
-                let _ = decode(&bytes[..cut], scale);
+                let _ = rgba(&bytes[..cut], scale);
             }
         }
     }
