@@ -34,6 +34,8 @@ const TASKS = {
   gif240: (buf) => sharp(buf, { animated: true }).resize({ width: 240 }).gif().toBuffer(),
   // Invert the colour channels -> PNG.
   invert: (buf) => sharp(buf).negate({ alpha: false }).png().toBuffer(),
+  // 400 wide with --kernel (libvips's names), lossless PNG: the quality phase's resampling check.
+  kernel400: (buf, a) => sharp(buf).resize({ width: 400, kernel: a.kernel }).png().toBuffer(),
 };
 
 function peakRssKb() {
@@ -49,12 +51,12 @@ async function main() {
   sharp.cache(false);
   const input = fs.readFileSync(a.input);
   let out;
-  for (let i = 0; i < a.warmup; i++) out = await run(input);
+  for (let i = 0; i < a.warmup; i++) out = await run(input, a);
   const times = [];
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < a.iterations; i++) {
     const s = process.hrtime.bigint();
-    out = await run(input);
+    out = await run(input, a);
     times.push(Number(process.hrtime.bigint() - s) / 1e6);
   }
   const totalMs = Number(process.hrtime.bigint() - t0) / 1e6;

@@ -64,7 +64,7 @@ ONE_CORE_ENV = {"VIPS_CONCURRENCY": "1", "UV_THREADPOOL_SIZE": "1", "OMP_NUM_THR
 # ---------------------------------------------------------------- engine benchmarks
 
 def engine_cmd(tool: str, task: str, inp: Path, iters: int, warmup: int,
-               write_output: Path | None = None) -> list[str]:
+               write_output: Path | None = None, kernel: str | None = None) -> list[str]:
     if tool == "pixelmill":
         cmd = [str(ENGINE_BIN), "engine", "--task", task,
                "--input", str(inp), "--iterations", str(iters), "--warmup", str(warmup)]
@@ -78,14 +78,16 @@ def engine_cmd(tool: str, task: str, inp: Path, iters: int, warmup: int,
         raise ValueError(tool)
     if write_output:
         cmd += ["--write-output", str(write_output)]
+    if kernel:
+        cmd += ["--kernel", kernel]
     return ["taskset", "-c", "0", *cmd]
 
 
 def run_engine_once(ctx: Ctx, tool: str, task: str, inp: Path, iters: int, warmup: int,
                     write_output: Path | None = None, timeout: int = 900,
-                    phase: str = "engine") -> dict | None:
+                    phase: str = "engine", kernel: str | None = None) -> dict | None:
     """Run one tool on one task in its own process; the parsed JSON line, or None (skip recorded)."""
-    cmd = engine_cmd(tool, task, inp, iters, warmup, write_output)
+    cmd = engine_cmd(tool, task, inp, iters, warmup, write_output, kernel)
     what = f"{phase}/{task}"
     env = dict(os.environ, **ONE_CORE_ENV, PIXELMILL_BENCH_NODE_DIR=str(NODE_DIR))
     try:
@@ -214,6 +216,36 @@ def phase_quality(ctx: Ctx, imgs: dict[str, Path]) -> None:
                    "output_bytes": dest.stat().st_size, "reference": "vips resize --kernel lanczos3 --gap 0"}
             ctx.record(rec)
             log(f"quality {task:12s} {tool:10s} PSNR {value if value is None else round(value, 2)} dB ({note})")
+    kernel_quality(ctx, imgs["photo12mp"], out)
+
+
+# libvips's kernel names, which pixelmill's resize and sharp take too.
+KERNELS = ("nearest", "linear", "cubic", "mitchell", "lanczos2", "lanczos3")
+
+
+def kernel_quality(ctx: Ctx, src: Path, out: Path) -> None:
+    """Each resize kernel, 12 MP JPEG -> 400 wide, lossless: PSNR of pixelmill, sharp (libvips
+    with shrink-on-load) and `vips resize` (libvips's own default, a box pre-shrink then the
+    kernel) against `vips resize --gap 0`, the pure kernel over the full decode."""
+    from PIL import Image
+    scale = 400 / Image.open(src).size[0]
+    for kernel in KERNELS:
+        ref = out / f"reference_kernel400_{kernel}.png"
+        run_cmd(["vips", "resize", str(src), str(ref), repr(scale), "--kernel", kernel,
+                 "--gap", "0"], timeout=300)
+        for tool in [t for t in ("pixelmill", "sharp", "libvips") if t in ctx.tools]:
+            dest = out / f"{tool}_kernel400_{kernel}.png"
+            if tool == "libvips":
+                run_cmd(["vips", "resize", str(src), str(dest), repr(scale), "--kernel", kernel],
+                        timeout=300)
+            elif not run_engine_once(ctx, tool, "kernel400", src, 1, 0, write_output=dest,
+                                     timeout=300, phase=f"quality/{kernel}", kernel=kernel):
+                continue
+            value, note = psnr(dest, ref)
+            ctx.record({"kind": "kernel_quality", "tool": tool, "kernel": kernel, "psnr_db": value,
+                        "size": note})
+            log(f"quality kernel400 {kernel:9s} {tool:10s} PSNR "
+                f"{value if value is None else round(value, 2)} dB ({note})")
 
 
 # ---------------------------------------------------------------- main

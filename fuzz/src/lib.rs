@@ -195,7 +195,7 @@ pub fn fuzz_pipeline(data: &[u8]) {
     }
     // Costs are estimated for every accepted upload, up to the default 50-megapixel limit.
     for (w, h) in [(1, 1), (32, 32), (7071, 7071), (50_000_000, 1)] {
-        let _ = pipeline.estimate_cost(w, h);
+        let _ = pipeline.estimate_cost(w, h, 1, ImageFormat::Webp);
     }
     if let Ok(out) = process(
         PIPELINE_INPUT,

@@ -36,6 +36,8 @@ pub struct RenderSettings {
     pub deadline: Duration,
     /// Estimated cost (`Pipeline::estimate_cost` units) above which a render becomes an async job.
     pub max_cost: u64,
+    /// Whether `format=auto` may pick AVIF for clients that accept it.
+    pub auto_avif: bool,
     /// The node's decode limits, as for jobs.
     pub limits: Limits,
 }
@@ -332,6 +334,7 @@ mod tests {
             max_waiting: 2,
             deadline: Duration::from_secs(5),
             max_cost: u64::MAX,
+            auto_avif: true,
             limits: Limits::default(),
         }
     }

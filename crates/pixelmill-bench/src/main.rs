@@ -32,6 +32,9 @@ enum Command {
         /// Also writes the task's output here (for the harness's quality comparison).
         #[arg(long)]
         write_output: Option<PathBuf>,
+        /// The resize kernel of `kernel400`: nearest, linear, cubic, mitchell, lanczos2, lanczos3.
+        #[arg(long, default_value = "lanczos3")]
+        kernel: String,
     },
 }
 
@@ -47,6 +50,8 @@ enum Task {
     Gif240,
     /// 300 wide, JPEG q80: the service benchmark's request, without the HTTP around it.
     Jpeg300,
+    /// 400 wide with `--kernel`, lossless PNG: the quality phase's resampling comparison.
+    Kernel400,
     /// Invert written as an `expr` program, PNG out.
     ExprInvert,
     /// The built-in invert, PNG out: the baseline for `expr-invert`.
@@ -67,6 +72,7 @@ impl Task {
             Task::Blur5 => "blur5",
             Task::Gif240 => "gif240",
             Task::Jpeg300 => "jpeg300",
+            Task::Kernel400 => "kernel400",
             Task::ExprInvert => "expr-invert",
             Task::Invert => "invert",
             Task::JpegDecodeFloor => "jpeg-decode-floor",
@@ -74,8 +80,15 @@ impl Task {
         }
     }
 
-    fn job(self) -> (&'static str, OutputFormat, Option<u8>) {
-        match self {
+    fn job(self, kernel: &str) -> (String, OutputFormat, Option<u8>) {
+        let (ops, format, quality) = match self {
+            Task::Kernel400 => {
+                return (
+                    format!("resize:width=400,kernel={kernel}"),
+                    OutputFormat::Png,
+                    None,
+                )
+            }
             Task::Thumbnail => ("resize:width=400,height=400", OutputFormat::Jpeg, Some(80)),
             Task::Webp800 => ("resize:width=800", OutputFormat::Webp, Some(80)),
             Task::Blur5 => ("blur:sigma=5", OutputFormat::Jpeg, Some(80)),
@@ -89,7 +102,8 @@ impl Task {
             Task::Invert | Task::JpegDecodeFloor | Task::JpegDecodeReduced => {
                 ("invert", OutputFormat::Png, None)
             }
-        }
+        };
+        (ops.to_owned(), format, quality)
     }
 }
 
@@ -102,13 +116,14 @@ fn main() -> Result<()> {
         iterations,
         warmup,
         write_output,
+        kernel,
     } = Cli::parse().command;
     if iterations == 0 {
         bail!("--iterations must be at least 1");
     }
     let bytes =
         std::fs::read(&input).with_context(|| format!("reading --input {}", input.display()))?;
-    let run = runner(task, &bytes)?;
+    let run = runner(task, &kernel, &bytes)?;
     let mut output = Vec::new();
     for _ in 0..warmup {
         output = run()?;
@@ -135,7 +150,7 @@ fn main() -> Result<()> {
 
 type Run<'a> = Box<dyn Fn() -> Result<Vec<u8>> + 'a>;
 
-fn runner(task: Task, bytes: &[u8]) -> Result<Run<'_>> {
+fn runner<'a>(task: Task, kernel: &str, bytes: &'a [u8]) -> Result<Run<'a>> {
     if let Task::JpegDecodeFloor = task {
         return Ok(Box::new(move || {
             let mut decoder = mozjpeg::Decompress::new_mem(bytes)?;
@@ -152,8 +167,8 @@ fn runner(task: Task, bytes: &[u8]) -> Result<Run<'_>> {
             Ok(pixelmill_engine::decode_jpeg_scaled(bytes, 1, &limits)?)
         }));
     }
-    let (ops, format, quality) = task.job();
-    let steps = PipelineStep::parse_compact(ops).context("the task's pipeline")?;
+    let (ops, format, quality) = task.job(kernel);
+    let steps = PipelineStep::parse_compact(&ops).context("the task's pipeline")?;
     let pipeline = Registry::builtin()
         .compile(&steps)
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -106,6 +106,9 @@ struct ServeArgs {
     /// Estimated cost above which a render becomes an async job (202) [default: 1000000000]
     #[arg(long, env = "PIXELMILL_RENDER_MAX_COST")]
     render_max_cost: Option<u64>,
+    /// Whether format=auto answers AVIF to clients that accept it (its encoder is slow) [default: true]
+    #[arg(long, env = "PIXELMILL_RENDER_AUTO_AVIF")]
+    render_auto_avif: Option<bool>,
 }
 
 #[derive(Args)]
@@ -118,7 +121,7 @@ struct ProcessArgs {
     /// Pipeline in compact form, e.g. 'resize:width=300|sepia|expr:expr="r = 255 - r"'
     #[arg(long, default_value = "")]
     ops: String,
-    /// Output format: jpeg, png, webp, gif or original
+    /// Output format: jpeg, png, webp, gif, avif, tiff, bmp or original
     #[arg(long)]
     format: Option<String>,
     /// Quality 1-100 for lossy formats
@@ -178,7 +181,8 @@ impl ServeArgs {
             render_concurrency,
             render_queue,
             render_deadline,
-            render_max_cost
+            render_max_cost,
+            render_auto_avif
         );
         c.render_signing_key = self.render_signing_key.or(c.render_signing_key);
         c.public_url = self.public_url.or(c.public_url);
@@ -228,13 +232,17 @@ fn process(args: ProcessArgs) -> Result<()> {
         Some(name) => name.to_owned(),
         None => match args.output.extension().and_then(|e| e.to_str()) {
             Some("jpg") => "jpeg".to_owned(),
+            Some("tif") => "tiff".to_owned(),
             Some(ext) => ext.to_ascii_lowercase(),
             None => "original".to_owned(),
         },
     };
     let format: OutputFormat = serde_json::from_value(serde_json::Value::String(format.clone()))
         .with_context(|| {
-            format!("unknown output format {format:?}: use jpeg, png, webp, gif or original")
+            format!(
+                "unknown output format {format:?}: use jpeg, png, webp, gif, avif, tiff, bmp or \
+                 original"
+            )
         })?;
     let output = OutputSpec {
         format,

@@ -48,6 +48,8 @@ pub enum OutputFormat {
     Webp,
     Gif,
     Avif,
+    Tiff,
+    Bmp,
     Original,
 }
 
@@ -59,6 +61,8 @@ impl OutputFormat {
             Self::Webp => "webp",
             Self::Gif => "gif",
             Self::Avif => "avif",
+            Self::Tiff => "tiff",
+            Self::Bmp => "bmp",
             Self::Original => "original",
         }
     }

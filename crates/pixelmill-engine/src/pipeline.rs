@@ -1,13 +1,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pixelmill_core::ImageFormat;
+
 use crate::bitmap::Bitmap;
 use crate::decode::{check_pixels, decode};
 use crate::filters::Op;
 use crate::{EngineError, Limits};
 
-/// Decoding, like encoding, is costed as a few cheap passes per pixel.
-const CODEC_COST_PER_PIXEL: u64 = 3;
+/// Decoding is costed as a few cheap passes per pixel (encoding by format: `encode_cost_per_pixel`).
+const DECODE_COST_PER_PIXEL: u64 = 3;
 
 #[derive(Debug)]
 pub(crate) struct Step {
@@ -83,12 +85,25 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Rough CPU units (about one cheap per-pixel pass each) for decoding a `width`×`height`
-    /// image, running every step at the size it will see, and encoding the result.
-    pub fn estimate_cost(&self, width: u32, height: u32) -> u64 {
+    /// Rough CPU units (about one cheap per-pixel pass, half a nanosecond, each) for decoding a
+    /// `width`×`height` image, running every step at the size it will see, and encoding the
+    /// result as `output`; an animation of `frames` going to an animated format (GIF, WebP)
+    /// pays for every frame.
+    pub fn estimate_cost(&self, width: u32, height: u32, frames: u32, output: ImageFormat) -> u64 {
+        let animated = matches!(output, ImageFormat::Gif | ImageFormat::Webp);
+        let frames = if animated {
+            u64::from(frames.max(1))
+        } else {
+            1
+        };
+        self.frame_cost(width, height, output)
+            .saturating_mul(frames)
+    }
+
+    fn frame_cost(&self, width: u32, height: u32, output: ImageFormat) -> u64 {
         let pixels = |(w, h): (u32, u32)| u64::from(w) * u64::from(h);
         let mut size = (width.max(1), height.max(1));
-        let mut cost = pixels(size) * CODEC_COST_PER_PIXEL;
+        let mut cost = pixels(size) * DECODE_COST_PER_PIXEL;
         for step in &self.steps {
             let input = size;
             size = step.op.output_size(size.0, size.1);
@@ -99,7 +114,7 @@ impl Pipeline {
             };
             cost = cost.saturating_add(pixels(counted).saturating_mul(step.op.cost_per_pixel()));
         }
-        cost.saturating_add(pixels(size) * CODEC_COST_PER_PIXEL)
+        cost.saturating_add(pixels(size) * crate::encode::encode_cost_per_pixel(output))
     }
 
     /// Whether every step works on RGB as it is, so an opaque input can be decoded to RGB and
@@ -146,22 +161,44 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use crate::filters::testutil::pipeline as compile;
+    use pixelmill_core::ImageFormat;
     use serde_json::json;
 
     #[test]
     fn cost_grows_with_pixels_and_work() {
+        let cost = |pipeline: &crate::Pipeline, side| {
+            pipeline.estimate_cost(side, side, 1, ImageFormat::Jpeg)
+        };
         let light = compile(json!([{"op": "flip"}]));
         let heavy = compile(json!([{"op": "flip"}, {"op": "blur", "sigma": 10}]));
-        assert!(light.estimate_cost(1000, 1000) > light.estimate_cost(100, 100));
-        assert!(heavy.estimate_cost(1000, 1000) > 10 * light.estimate_cost(1000, 1000));
+        assert!(cost(&light, 1000) > cost(&light, 100));
+        assert!(cost(&heavy, 1000) > 5 * cost(&light, 1000));
         // Downscaling first makes the blur cheaper than blurring at full size.
         let small_blur =
             compile(json!([{"op": "resize", "width": 100}, {"op": "blur", "sigma": 10}]));
-        assert!(small_blur.estimate_cost(1000, 1000) < heavy.estimate_cost(1000, 1000));
+        assert!(cost(&small_blur, 1000) < cost(&heavy, 1000));
         // A small smart crop still scans its whole input.
         let crop = compile(json!([{"op": "smart_crop", "width": 10, "height": 10}]));
-        let codec = 3 * 1_000_000 + 3 * 100;
-        assert!(crop.estimate_cost(1000, 1000) >= codec + 12 * 1_000_000);
+        let codec = 3 * 1_000_000 + 16 * 100;
+        assert!(cost(&crop, 1000) >= codec + 12 * 1_000_000);
+    }
+
+    #[test]
+    fn cost_counts_the_encoder_and_every_animated_frame() {
+        let thumb = compile(json!([{"op": "resize", "width": 300}]));
+        let as_jpeg = thumb.estimate_cost(1920, 1080, 1, ImageFormat::Jpeg);
+        let as_avif = thumb.estimate_cost(1920, 1080, 1, ImageFormat::Avif);
+        assert!(as_avif > 20 * as_jpeg, "{as_avif} vs {as_jpeg}");
+        // 40 frames cost 40 times one when the output animates, one frame's when it cannot.
+        let one = thumb.estimate_cost(480, 270, 1, ImageFormat::Gif);
+        assert_eq!(
+            thumb.estimate_cost(480, 270, 40, ImageFormat::Gif),
+            40 * one
+        );
+        assert_eq!(
+            thumb.estimate_cost(480, 270, 40, ImageFormat::Png),
+            thumb.estimate_cost(480, 270, 1, ImageFormat::Png)
+        );
     }
 
     #[test]

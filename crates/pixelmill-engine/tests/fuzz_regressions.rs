@@ -63,7 +63,7 @@ fn run_pipeline(bytes: &[u8]) {
         return;
     };
     for (w, h) in [(1, 1), (32, 32), (7071, 7071), (50_000_000, 1)] {
-        let _ = pipeline.estimate_cost(w, h);
+        let _ = pipeline.estimate_cost(w, h, 1, pixelmill_core::ImageFormat::Webp);
     }
     let input = std::fs::read(testdata("pngsuite/basn6a08.png")).unwrap();
     let limits = Limits {

@@ -71,8 +71,13 @@ pub struct Config {
     #[serde(with = "duration_text")]
     pub render_deadline: Duration,
     /// Estimated cost above which a render is answered 202 and run as a job. Default 1 000 000 000
-    /// (a few seconds of CPU; a 12 MP thumbnail is about 40 000 000).
+    /// (about half a second of CPU; a 12 MP JPEG thumbnail is about 40 000 000).
     pub render_max_cost: u64,
+    /// Whether `format=auto` answers AVIF to clients that accept it (when its encode fits
+    /// `render_max_cost`; otherwise WebP or JPEG). AVIF files are the smallest, but its encoder
+    /// is some thirty times slower than WebP's, which every first render of a URL pays. Default
+    /// true.
+    pub render_auto_avif: bool,
 }
 
 impl Default for Config {
@@ -105,6 +110,7 @@ impl Default for Config {
             render_queue: 64,
             render_deadline: Duration::from_secs(10),
             render_max_cost: 1_000_000_000,
+            render_auto_avif: true,
         }
     }
 }

@@ -290,6 +290,7 @@ fn render_settings(config: &Config, limits: Limits) -> RenderSettings {
         max_waiting: config.render_queue,
         deadline: config.render_deadline,
         max_cost: config.render_max_cost,
+        auto_avif: config.render_auto_avif,
         limits,
     }
 }

@@ -74,12 +74,14 @@ pub(crate) async fn submit(
     job_id: JobId,
 ) -> ApiResult<JobRecord> {
     admit(state)?;
+    let format = pixelmill_engine::resolve_output(spec.output.format, image.format)?;
+    let cost = pipeline.estimate_cost(image.width, image.height, image.frames, format);
     let mut job = JobRecord::queued(tenant.clone(), job_id, image.id.clone(), spec, now_ms());
     state.meta.put_job(&job).await?;
     let ticket = JobTicket {
         job: job.id.clone(),
         tenant,
-        cost: pipeline.estimate_cost(image.width, image.height),
+        cost,
     };
     if let Err(err) = state.sched.enqueue(ticket).await {
         // The job was stored but never queued: say so on the record rather than leave it "queued".

@@ -76,9 +76,17 @@ pub async fn render(
         })?
     };
     let pipeline = state.registry.compile(&steps)?;
-    let (requested, negotiated) = requested_format(query.format.as_deref(), &headers)?;
+    let requested = requested_format(query.format.as_deref())?;
+    let image = super::images::find(&state, &tenant, &id).await?;
+    let negotiated = requested.is_none();
     let output = OutputSpec {
-        format: requested,
+        format: match requested {
+            Some(format) => format,
+            None => negotiate(&headers, |format| {
+                let cost = pipeline.estimate_cost(image.width, image.height, image.frames, format);
+                cost <= settings.max_cost && (format != ImageFormat::Avif || settings.auto_avif)
+            }),
+        },
         quality: query.quality,
         progressive: query.progressive,
         compression: query.compression,
@@ -86,7 +94,6 @@ pub async fn render(
     };
     pixelmill_engine::check_output(&output)
         .map_err(|msg| ApiError::invalid_pipeline(format!("output options: {msg}")))?;
-    let image = super::images::find(&state, &tenant, &id).await?;
     let referenced = super::images::find_referenced(&state, &tenant, &pipeline).await?;
     let format = pixelmill_engine::resolve_output(output.format, image.format)?;
 
@@ -116,7 +123,7 @@ pub async fn render(
     }
 
     let blob_key = BlobKey::rendition(&key);
-    if pipeline.estimate_cost(image.width, image.height) > settings.max_cost {
+    if pipeline.estimate_cost(image.width, image.height, image.frames, format) > settings.max_cost {
         if let Some(bytes) = stored(&state, &blob_key).await? {
             return Ok(respond(&Rendition { bytes, format }, Source::Store));
         }
@@ -190,33 +197,44 @@ fn insert_caching(headers: &mut HeaderMap, etag: &str, negotiated: bool) {
     }
 }
 
-/// The output format asked for, and whether it was negotiated from `Accept` (`format=auto`).
-/// Without `format` the original's format is kept.
-fn requested_format(format: Option<&str>, headers: &HeaderMap) -> ApiResult<(OutputFormat, bool)> {
+/// The output format asked for, or `None` for `format=auto` (see `negotiate`). Without `format`
+/// the original's format is kept.
+fn requested_format(format: Option<&str>) -> ApiResult<Option<OutputFormat>> {
     let Some(name) = format else {
-        return Ok((OutputFormat::Original, false));
+        return Ok(Some(OutputFormat::Original));
     };
     if name == "auto" {
-        let accept = headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        // AVIF is left to explicit requests: its encoder is several times slower than WebP's.
-        let format = if accepts(accept, "image/webp") {
-            OutputFormat::Webp
-        } else {
-            OutputFormat::Jpeg
-        };
-        return Ok((format, true));
+        return Ok(None);
     }
     serde_json::from_value(serde_json::Value::String(name.to_owned()))
-        .map(|format| (format, false))
+        .map(Some)
         .map_err(|_| {
             ApiError::invalid_pipeline(format!(
-                "format: unknown output format {name:?}; use jpeg, png, webp, gif, avif, auto \
-                 (picks from the Accept header) or original"
+                "format: unknown output format {name:?}; use jpeg, png, webp, gif, avif, tiff, \
+                 bmp, auto (picks from the Accept header) or original"
             ))
         })
+}
+
+/// `format=auto`: the first of AVIF (smallest files, slowest encoder), WebP and JPEG that the
+/// client's `Accept` lists and `affordable` allows (this server's encoders and render budget).
+fn negotiate(headers: &HeaderMap, affordable: impl Fn(ImageFormat) -> bool) -> OutputFormat {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let candidates = [
+        (OutputFormat::Avif, ImageFormat::Avif),
+        (OutputFormat::Webp, ImageFormat::Webp),
+    ];
+    candidates
+        .into_iter()
+        .find(|&(output, format)| {
+            accepts(accept, format.mime())
+                && pixelmill_engine::resolve_output(output, format).is_ok()
+                && affordable(format)
+        })
+        .map_or(OutputFormat::Jpeg, |(output, _)| output)
 }
 
 /// Whether an `Accept` header lists `mime` with a non-zero quality.
@@ -311,6 +329,34 @@ mod tests {
         assert!(!accepts("image/webp;q=0", "image/webp"));
         assert!(!accepts("image/png,*/*", "image/webp"));
         assert!(!accepts("", "image/webp"));
+    }
+
+    #[test]
+    fn auto_prefers_avif_then_webp_then_jpeg_among_what_is_accepted_and_affordable() {
+        let headers = |accept: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
+            headers
+        };
+        let all = headers("image/avif,image/webp,image/apng,*/*;q=0.8");
+        // Whether this build has the AVIF encoder depends on the engine's features.
+        let avif = if pixelmill_engine::resolve_output(OutputFormat::Avif, ImageFormat::Png).is_ok()
+        {
+            OutputFormat::Avif
+        } else {
+            OutputFormat::Webp
+        };
+        assert_eq!(negotiate(&all, |_| true), avif);
+        assert_eq!(
+            negotiate(&all, |f| f != ImageFormat::Avif),
+            OutputFormat::Webp
+        );
+        assert_eq!(negotiate(&all, |_| false), OutputFormat::Jpeg);
+        assert_eq!(
+            negotiate(&headers("image/webp"), |_| true),
+            OutputFormat::Webp
+        );
+        assert_eq!(negotiate(&HeaderMap::new(), |_| true), OutputFormat::Jpeg);
     }
 
     #[test]

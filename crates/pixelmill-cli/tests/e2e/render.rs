@@ -46,18 +46,30 @@ async fn renders_caches_negotiates_and_refuses_bad_requests() {
     assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
 
     let auto = c.url(&render_path(&image, "ops=resize:width=50&format=auto"));
-    let webp = c
-        .http
-        .get(&auto)
-        .header("accept", "image/avif,image/webp,*/*;q=0.8")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(webp.headers()["content-type"], "image/webp");
-    assert_eq!(webp.headers()["vary"], "accept");
-    let plain = c.http.get(&auto).send().await.unwrap();
-    assert_eq!(plain.headers()["content-type"], "image/jpeg");
-    assert_ne!(plain.headers()["etag"], webp.headers()["etag"]);
+    let mut etags = Vec::new();
+    for (accept, expected) in [
+        ("image/avif,image/webp,*/*;q=0.8", "image/avif"),
+        ("image/webp,*/*;q=0.8", "image/webp"),
+        ("", "image/jpeg"),
+    ] {
+        let negotiated = c
+            .http
+            .get(&auto)
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(negotiated.headers()["content-type"], expected, "{accept}");
+        assert_eq!(negotiated.headers()["vary"], "accept");
+        etags.push(negotiated.headers()["etag"].clone());
+        let bytes = negotiated.bytes().await.unwrap();
+        if expected == "image/avif" {
+            assert_eq!(&bytes[4..12], b"ftypavif");
+        } else {
+            assert_eq!(decode(&bytes).width(), 50, "{expected}");
+        }
+    }
+    assert!(etags[0] != etags[1] && etags[1] != etags[2], "{etags:?}");
 
     let progressive = c
         .http
@@ -307,4 +319,26 @@ async fn png_compression_levels_and_avif_uploads() {
         (&body["format"], &body["width"], &body["height"]),
         (&"avif".into(), &64.into(), &48.into())
     );
+}
+
+/// `format=auto` offers AVIF only where its slow encoder fits the render budget: here a budget
+/// that a small WebP fits and the same AVIF does not, so an AVIF-accepting client gets WebP.
+#[tokio::test]
+async fn auto_skips_avif_when_its_encode_would_not_fit_the_render_budget() {
+    let app = spawn_app(&[("PIXELMILL_RENDER_MAX_COST", "2000000")]);
+    let c = app.client.clone();
+    let image = c.upload_ok(jpeg(400, 300)).await;
+    let auto = c.url(&render_path(&image, "ops=resize:width=50&format=auto"));
+    let response = c
+        .http
+        .get(&auto)
+        .header("accept", "image/avif,image/webp,*/*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/webp");
+    // Asked for by name, the same AVIF is over budget and becomes a job.
+    let named = c.url(&render_path(&image, "ops=resize:width=50&format=avif"));
+    assert_eq!(c.http.get(&named).send().await.unwrap().status(), 202);
 }

@@ -1,5 +1,5 @@
 use fast_image_resize::images::{Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use fast_image_resize::{Filter, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbaImage;
 
 use crate::bitmap::Bitmap;
@@ -12,7 +12,8 @@ const SIDE: Kind = Kind::Integer { min: 1, max: 16384 };
 
 pub(crate) const FILTER: FilterDef = FilterDef {
     op: "resize",
-    description: "Resizes with a Lanczos3 filter. Give width, height or both; with only one the \
+    description: "Resizes (with a Lanczos3 filter unless `kernel` names another). Give width, \
+                  height or both; with only one the \
                   other follows the aspect ratio.",
     params: &[
         ParamSpec {
@@ -35,6 +36,18 @@ pub(crate) const FILTER: FilterDef = FilterDef {
                           exactly width x height, centre-cropping the overflow; fill = stretch.",
         },
         ParamSpec {
+            name: "kernel",
+            kind: Kind::Enum(&[
+                "nearest", "linear", "cubic", "mitchell", "lanczos2", "lanczos3",
+            ]),
+            presence: Presence::DefaultStr("lanczos3"),
+            description: "The resampling filter, as libvips names them: nearest (picks source \
+                          pixels: hard edges, for pixel art), linear (triangle), cubic \
+                          (Catmull-Rom), mitchell (Mitchell-Netravali: softer, little ringing), \
+                          lanczos2, lanczos3 (sharpest). Downscaling widens the filter to the \
+                          scale, and a JPEG is first shrunk on load as libvips does.",
+        },
+        ParamSpec {
             name: "light",
             kind: Kind::Enum(&["srgb", "linear"]),
             presence: Presence::DefaultStr("srgb"),
@@ -53,11 +66,55 @@ enum Fit {
     Fill,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kernel {
+    Nearest,
+    Linear,
+    Cubic,
+    Mitchell,
+    Lanczos2,
+    Lanczos3,
+}
+
+impl Kernel {
+    fn algorithm(self) -> ResizeAlg {
+        let filter = match self {
+            Kernel::Nearest => return ResizeAlg::Nearest,
+            Kernel::Linear => FilterType::Bilinear,
+            Kernel::Cubic => FilterType::CatmullRom,
+            Kernel::Mitchell => FilterType::Mitchell,
+            Kernel::Lanczos2 => FilterType::Custom(
+                Filter::new("lanczos2", lanczos2, 2.0).expect("a finite, positive support"),
+            ),
+            Kernel::Lanczos3 => FilterType::Lanczos3,
+        };
+        ResizeAlg::Convolution(filter)
+    }
+}
+
+/// The Lanczos window with two lobes: sinc(x) sinc(x/2) on (-2, 2).
+fn lanczos2(x: f64) -> f64 {
+    let sinc = |x: f64| {
+        if x == 0.0 {
+            1.0
+        } else {
+            let x = x * std::f64::consts::PI;
+            x.sin() / x
+        }
+    };
+    if (-2.0..2.0).contains(&x) {
+        sinc(x) * sinc(x / 2.0)
+    } else {
+        0.0
+    }
+}
+
 #[derive(Debug)]
 struct Resize {
     width: Option<u32>,
     height: Option<u32>,
     fit: Fit,
+    kernel: Kernel,
     linear: bool,
 }
 
@@ -74,10 +131,19 @@ fn build(args: &Args) -> Result<Box<dyn Op>, ParamError> {
         "fill" => Fit::Fill,
         _ => Fit::Contain,
     };
+    let kernel = match args.str("kernel") {
+        "nearest" => Kernel::Nearest,
+        "linear" => Kernel::Linear,
+        "cubic" => Kernel::Cubic,
+        "mitchell" => Kernel::Mitchell,
+        "lanczos2" => Kernel::Lanczos2,
+        _ => Kernel::Lanczos3,
+    };
     Ok(Box::new(Resize {
         width,
         height,
         fit,
+        kernel,
         linear: args.str("light") == "linear",
     }))
 }
@@ -89,6 +155,7 @@ pub(super) fn to_width(image: RgbaImage, width: u32) -> Result<RgbaImage, Engine
         width: Some(width),
         height: None,
         fit: Fit::Contain,
+        kernel: Kernel::Lanczos3,
         linear: false,
     }
     .apply(image.into())
@@ -151,7 +218,7 @@ impl Resize {
         }
         // Premultiplying is only needed where something is translucent (never for JPEG input).
         let mut options = ResizeOptions::new()
-            .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
+            .resize_alg(self.kernel.algorithm())
             .use_alpha(!image.is_opaque());
         let (iw, ih) = image.dimensions();
         if self.fit == Fit::Cover {
@@ -301,6 +368,53 @@ mod tests {
         assert!((mean(&srgb) - 128.0).abs() < 6.0, "{}", mean(&srgb));
         assert!((mean(&linear) - 188.0).abs() < 6.0, "{}", mean(&linear));
         assert_eq!(linear.dimensions(), (16, 2));
+    }
+
+    #[test]
+    fn nearest_keeps_source_pixels() {
+        let src = pattern(8, 6);
+        let nearest = op(&FILTER, json!({"width": 3, "kernel": "nearest"}));
+        let out = nearest.apply(src.clone()).unwrap();
+        assert_eq!(out.dimensions(), (3, 2));
+        assert!(out.pixels().all(|p| src.pixels().any(|q| q == p)));
+        let up = op(&FILTER, json!({"width": 16, "kernel": "nearest"}))
+            .apply(src.clone())
+            .unwrap();
+        assert_eq!(up.get_pixel(0, 0), src.get_pixel(0, 0));
+        assert_eq!(up.get_pixel(1, 1), src.get_pixel(0, 0));
+    }
+
+    /// Upscaling a step shows each kernel's shape: linear stays monotonic within the step's
+    /// levels, the others ring next to it, Mitchell least and Lanczos3 furthest out.
+    #[test]
+    fn kernels_shape_a_step_as_their_filters_do() {
+        let step = RgbaImage::from_fn(8, 1, |x, _| {
+            let v = if x < 4 { 50 } else { 200 };
+            image::Rgba([v, v, v, 255])
+        });
+        let row = |kernel: &str| -> Vec<u8> {
+            let params = json!({"width": 32, "height": 1, "fit": "fill", "kernel": kernel});
+            let out = op(&FILTER, params).apply(step.clone()).unwrap();
+            out.pixels().map(|p| p[0]).collect()
+        };
+        let linear = row("linear");
+        assert!(linear.windows(2).all(|w| w[0] <= w[1]), "{linear:?}");
+        assert_eq!((linear[0], linear[31]), (50, 200));
+        let overshoot = |values: &[u8]| {
+            let (low, high) = (*values.iter().min().unwrap(), *values.iter().max().unwrap());
+            50u8.saturating_sub(low).max(high.saturating_sub(200))
+        };
+        let rings: Vec<u8> = ["mitchell", "cubic", "lanczos2", "lanczos3"]
+            .iter()
+            .map(|k| overshoot(&row(k)))
+            .collect();
+        assert!(rings.iter().all(|&r| r > 0), "{rings:?}");
+        assert!(
+            rings[0] < rings[1],
+            "mitchell rings less than cubic: {rings:?}"
+        );
+        let spread = |values: Vec<u8>| values.iter().filter(|&&v| v != 50 && v != 200).count();
+        assert!(spread(row("lanczos3")) > spread(row("lanczos2")));
     }
 
     #[test]
