@@ -19,6 +19,7 @@ mod error;
 mod expr;
 mod filters;
 mod jpeg;
+mod linear;
 mod params;
 mod pipeline;
 mod pixels;

@@ -1,38 +1,44 @@
 use super::{FilterDef, Op};
 use crate::bitmap::Bitmap;
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
-use crate::pixels::{gaussian_blur, kernel_taps};
+use crate::pixels::{gaussian_blur, gaussian_blur_linear, kernel_taps};
 use crate::EngineError;
 
 pub(crate) const FILTER: FilterDef = FilterDef {
     op: "blur",
     description: "Gaussian blur (separable, alpha-aware, edges clamped).",
-    params: &[ParamSpec {
-        name: "sigma",
-        kind: Kind::Number {
-            min: 0.1,
-            max: 100.0,
+    params: &[
+        ParamSpec {
+            name: "sigma",
+            kind: Kind::Number {
+                min: 0.1,
+                max: 100.0,
+            },
+            presence: Presence::Required,
+            description: "Standard deviation in pixels; the kernel spans 3 sigma each side.",
         },
-        presence: Presence::Required,
-        description: "Standard deviation in pixels; the kernel spans 3 sigma each side.",
-    }],
+        super::LIGHT,
+    ],
     build,
 };
 
 #[derive(Debug)]
 struct Blur {
     sigma: f64,
+    linear: bool,
 }
 
 fn build(args: &Args) -> Result<Box<dyn Op>, ParamError> {
     Ok(Box::new(Blur {
         sigma: args.num("sigma"),
+        linear: args.str("light") == "linear",
     }))
 }
 
 impl Op for Blur {
     fn cost_per_pixel(&self) -> u64 {
-        2 * kernel_taps(self.sigma)
+        // The linear-light conversions cost about two more passes.
+        2 * kernel_taps(self.sigma) + if self.linear { 4 } else { 0 }
     }
 
     fn keeps_rgb(&self) -> bool {
@@ -40,7 +46,11 @@ impl Op for Blur {
     }
 
     fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
-        Ok(gaussian_blur(&image, self.sigma))
+        Ok(if self.linear {
+            gaussian_blur_linear(&image, self.sigma)
+        } else {
+            gaussian_blur(&image, self.sigma)
+        })
     }
 }
 
@@ -80,5 +90,47 @@ mod tests {
         // Symmetric edge: values mirror around the step.
         assert_eq!(i32::from(row[9]) + i32::from(row[10]), 255);
         assert_eq!((row[0], row[19]), (0, 255));
+    }
+
+    /// Blurring fine black and white stripes to uniform grey: in linear light the grey has half
+    /// the light (sRGB 188), as the stripes look from afar; averaging stored values gives 128.
+    #[test]
+    fn linear_light_keeps_the_brightness_of_fine_detail() {
+        let stripes = RgbaImage::from_fn(40, 40, |x, _| {
+            let v = if x % 2 == 0 { 255 } else { 0 };
+            image::Rgba([v, v, v, 255])
+        });
+        let centre = |light: &str| {
+            let out = op(&FILTER, json!({"sigma": 3, "light": light}))
+                .apply(stripes.clone())
+                .unwrap();
+            out.get_pixel(20, 20)[0]
+        };
+        assert!(centre("srgb").abs_diff(128) <= 2, "{}", centre("srgb"));
+        assert!(centre("linear").abs_diff(188) <= 2, "{}", centre("linear"));
+    }
+
+    #[test]
+    fn linear_light_blur_keeps_alpha_and_transparent_colour_out() {
+        // Opaque red beside fully transparent green: no green may bleed into the visible pixels.
+        let img = RgbaImage::from_fn(8, 1, |x, _| {
+            if x < 4 {
+                image::Rgba([255, 0, 0, 255])
+            } else {
+                image::Rgba([0, 255, 0, 0])
+            }
+        });
+        let out = op(&FILTER, json!({"sigma": 1, "light": "linear"}))
+            .apply(img)
+            .unwrap();
+        for px in out.pixels().filter(|p| p[3] > 8) {
+            assert!(px[0] >= 250 && px[1] <= 4, "{px:?}");
+        }
+        assert!(out.get_pixel(4, 0)[3] > 0 && out.get_pixel(4, 0)[3] < 255);
+        let opaque = RgbaImage::from_pixel(6, 6, image::Rgba([13, 130, 240, 255]));
+        let flat = op(&FILTER, json!({"sigma": 2, "light": "linear"}))
+            .apply(opaque.clone())
+            .unwrap();
+        assert_eq!(flat, opaque);
     }
 }

@@ -43,6 +43,17 @@ mod unsharp;
 mod vignette;
 mod watermark;
 
+/// `light`, for filters that average pixels (resize, blur): in stored sRGB values or in linear
+/// light.
+pub(crate) const LIGHT: ParamSpec = ParamSpec {
+    name: "light",
+    kind: crate::params::Kind::Enum(&["srgb", "linear"]),
+    presence: crate::params::Presence::DefaultStr("srgb"),
+    description: "linear filters in linear light (16-bit), which keeps fine high-contrast detail \
+                  (text, stripes) and edges between bright and dark from darkening; srgb \
+                  filters the stored values, like most image services, and is faster.",
+};
+
 #[derive(Debug)]
 pub(crate) struct FilterDef {
     pub op: &'static str,

@@ -3,6 +3,7 @@ use fast_image_resize::{Filter, FilterType, PixelType, ResizeAlg, ResizeOptions,
 use image::RgbaImage;
 
 use crate::bitmap::Bitmap;
+use crate::linear::{in_linear_light, LinearImage};
 
 use super::{FilterDef, Op};
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
@@ -47,14 +48,7 @@ pub(crate) const FILTER: FilterDef = FilterDef {
                           lanczos2, lanczos3 (sharpest). Downscaling widens the filter to the \
                           scale, and a JPEG is first shrunk on load as libvips does.",
         },
-        ParamSpec {
-            name: "light",
-            kind: Kind::Enum(&["srgb", "linear"]),
-            presence: Presence::DefaultStr("srgb"),
-            description: "linear filters in linear light (16-bit), which keeps fine high-contrast \
-                          detail (text, stripes) from darkening when downscaled; srgb filters the \
-                          stored values, like most image services, and is faster.",
-        },
+        super::LIGHT,
     ],
     build,
 };
@@ -236,33 +230,27 @@ impl Resize {
         let failed = |e: &dyn std::fmt::Display| {
             EngineError::Encode(format!("resize to {w}x{h} failed: {e}"))
         };
-        let (pixel_type, linear_type) = match image {
-            Bitmap::Rgb(_) => (PixelType::U8x3, PixelType::U16x3),
-            Bitmap::Rgba(_) => (PixelType::U8x4, PixelType::U16x4),
+        let resize = |input: &ImageRef<'_>, output: &mut Image<'_>| {
+            Resizer::new()
+                .resize(input, output, &options)
+                .map_err(|e| failed(&e))
+        };
+        if self.linear {
+            return in_linear_light(&image, |linear| {
+                let mut resized = LinearImage::new(w, h, linear.channels);
+                resize(&linear.image_ref(), &mut resized.view())?;
+                Ok(resized)
+            });
+        }
+        let pixel_type = match image {
+            Bitmap::Rgb(_) => PixelType::U8x3,
+            Bitmap::Rgba(_) => PixelType::U8x4,
         };
         let input = ImageRef::new(iw, ih, image.as_raw(), pixel_type).map_err(|e| failed(&e))?;
         let mut out = image.blank(w, h);
         let mut output =
             Image::from_slice_u8(w, h, out.as_raw_mut(), pixel_type).map_err(|e| failed(&e))?;
-        if self.linear {
-            // sRGB -> 16-bit linear, resize, back; the mapper leaves alpha as it is.
-            let mapper = fast_image_resize::create_srgb_mapper();
-            let mut linear = Image::new(iw, ih, linear_type);
-            mapper
-                .forward_map(&input, &mut linear)
-                .map_err(|e| failed(&e))?;
-            let mut resized = Image::new(w, h, linear_type);
-            Resizer::new()
-                .resize(&linear, &mut resized, &options)
-                .map_err(|e| failed(&e))?;
-            mapper
-                .backward_map(&resized, &mut output)
-                .map_err(|e| failed(&e))?;
-        } else {
-            Resizer::new()
-                .resize(&input, &mut output, &options)
-                .map_err(|e| failed(&e))?;
-        }
+        resize(&input, &mut output)?;
         Ok(out)
     }
 }
