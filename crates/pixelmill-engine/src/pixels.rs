@@ -391,9 +391,15 @@ mod tests {
                 image::Rgba([0, 255, 0, 0])
             }
         });
-        let out = gaussian_blur(&img.into(), 1.0).into_rgba();
+        let out = gaussian_blur(&img.clone().into(), 1.0).into_rgba();
         for px in out.pixels().filter(|p| p[3] > 0) {
             assert_eq!([px[0], px[1], px[2]], [255, 0, 0], "{px:?}");
+        }
+        assert!(out.get_pixel(4, 0)[3] > 0 && out.get_pixel(4, 0)[3] < 255);
+        // In linear light the faintest pixels' colour rounds through 16-bit premultiplication.
+        let out = gaussian_blur_linear(&img.into(), 1.0).into_rgba();
+        for px in out.pixels().filter(|p| p[3] > 8) {
+            assert!(px[0] >= 250 && px[1] <= 4, "{px:?}");
         }
         assert!(out.get_pixel(4, 0)[3] > 0 && out.get_pixel(4, 0)[3] < 255);
     }
