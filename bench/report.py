@@ -177,8 +177,7 @@ def render(records: list[dict]) -> str:
         a("")
         a("The 12 MP JPEG to 400 px wide, lossless PNG, once per kernel. Reference: `vips resize "
           "<input> ref.png 0.1 --kernel K --gap 0` (full decode, the pure kernel over the whole "
-          "reduction). Rows: pixelmill (`resize:width=400,kernel=K`, shrink-on-load except for "
-          "nearest), sharp (libvips with its shrink-on-load) and `vips resize` with its defaults (a "
+          "reduction). Rows: pixelmill (`resize:width=400,kernel=K`, with shrink-on-load), sharp (libvips with its shrink-on-load) and `vips resize` with its defaults (a "
           "box pre-shrink, then the kernel), which is libvips as it ships. PSNR in dB, higher is "
           "closer; the last columns are pixelmill's margin over each libvips path (the target is no "
           "worse than −0.5 dB).")

@@ -275,6 +275,46 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    async fn written_before(
+        &self,
+        prefix: &str,
+        before_ms: i64,
+        limit: usize,
+    ) -> BlobResult<Vec<BlobKey>> {
+        let dir = key_path(
+            &self.root,
+            &BlobKey::from_string(prefix.trim_end_matches('/')),
+        )?;
+        let what = format!("listing {}", dir.display());
+        let prefix = prefix.to_owned();
+        let scan = move || -> io::Result<Vec<BlobKey>> {
+            let mut found = Vec::new();
+            let entries = match fs::read_dir(&dir) {
+                Err(e) if is_absent(&e) => return Ok(found),
+                entries => entries?,
+            };
+            for entry in entries {
+                let entry = entry?;
+                let meta = entry.metadata()?;
+                let written = meta.modified()?.duration_since(std::time::UNIX_EPOCH);
+                let written_ms = written.map_or(0, |d| d.as_millis() as i64);
+                if let (true, Some(name)) = (meta.is_file(), entry.file_name().to_str()) {
+                    if written_ms < before_ms {
+                        found.push(BlobKey::from_string(format!("{prefix}{name}")));
+                        if found.len() >= limit {
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(found)
+        };
+        tokio::task::spawn_blocking(scan)
+            .await
+            .map_err(|e| BlobError::Io(io::Error::other(format!("{what} did not complete: {e}"))))?
+            .map_err(|e| io_err(e, what))
+    }
+
     async fn ping(&self) -> BlobResult<()> {
         let staging = self.root.join(STAGING_DIR);
         tokio::fs::metadata(&staging)

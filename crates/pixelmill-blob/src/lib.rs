@@ -36,6 +36,14 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn head(&self, key: &BlobKey) -> BlobResult<Option<BlobMeta>>;
     /// Deleting an absent blob is not an error.
     async fn delete(&self, key: &BlobKey) -> BlobResult<()>;
+    /// Up to `limit` keys of the blobs directly under `prefix` (e.g. `render/`) that were written
+    /// before `before_ms` (unix milliseconds): how caches kept in the store are swept.
+    async fn written_before(
+        &self,
+        prefix: &str,
+        before_ms: i64,
+        limit: usize,
+    ) -> BlobResult<Vec<BlobKey>>;
     /// A cheap round trip for `/readyz`.
     async fn ping(&self) -> BlobResult<()>;
 }

@@ -18,6 +18,7 @@ pub async fn run_all(store: &dyn BlobStore) {
     abandoned_writers_publish_nothing(store).await;
     invalid_keys(store).await;
     large_streamed_write(store).await;
+    listing_by_write_time(store).await;
     store.ping().await.expect("ping");
 }
 
@@ -102,6 +103,50 @@ pub async fn ranges(store: &dyn BlobStore) {
         assert_eq!(got, want, "range {range:?} of a 100-byte blob");
     }
     store.delete(&key).await.unwrap();
+}
+
+/// `written_before` finds what was written before a time under its prefix, nothing after it, nothing
+/// under another prefix, and at most `limit` keys.
+pub async fn listing_by_write_time(store: &dyn BlobStore) {
+    let now_ms = || {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        since.expect("a clock after 1970").as_millis() as i64
+    };
+    let prefix = format!("sweep-{}/", hex::encode(rand::random::<[u8; 8]>()));
+    let keys: Vec<BlobKey> = (0..3)
+        .map(|i| BlobKey::from_string(format!("{prefix}blob{i}")))
+        .collect();
+    let before = now_ms() - 1000;
+    for key in &keys {
+        store.put(key, Bytes::from_static(b"cached")).await.unwrap();
+    }
+    let after = now_ms() + 1000;
+    let mut found = store.written_before(&prefix, after, 10).await.unwrap();
+    found.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    assert_eq!(found, keys, "everything under {prefix} written before now");
+    assert!(store
+        .written_before(&prefix, before, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.written_before(&prefix, after, 2).await.unwrap().len(),
+        2
+    );
+    let elsewhere = format!("sweep-{}/", hex::encode(rand::random::<[u8; 8]>()));
+    assert!(store
+        .written_before(&elsewhere, after, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    for key in &keys {
+        store.delete(key).await.unwrap();
+    }
+    assert!(store
+        .written_before(&prefix, after, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn delete_is_idempotent(store: &dyn BlobStore) {

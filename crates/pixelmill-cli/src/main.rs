@@ -94,6 +94,9 @@ struct ServeArgs {
     /// Keep renditions in the blob store as a second cache tier [default: true]
     #[arg(long, env = "PIXELMILL_RENDER_STORE")]
     render_store: Option<bool>,
+    /// How long a rendition stays in the blob store tier before it is swept [default: 30d]
+    #[arg(long, env = "PIXELMILL_RENDER_STORE_TTL", value_parser = duration)]
+    render_store_ttl: Option<Duration>,
     /// Renditions computed at once [default: number of CPUs]
     #[arg(long, env = "PIXELMILL_RENDER_CONCURRENCY")]
     render_concurrency: Option<usize>,
@@ -178,6 +181,7 @@ impl ServeArgs {
             webhook_retry_window,
             render_cache_bytes,
             render_store,
+            render_store_ttl,
             render_concurrency,
             render_queue,
             render_deadline,

@@ -107,9 +107,12 @@ impl BlobKey {
         Self(format!("out/{content_address}"))
     }
 
+    /// Where renditions live, so the sweeper can find them.
+    pub const RENDITION_PREFIX: &'static str = "render/";
+
     /// A real-time rendition, addressed by the hash of its input and its canonical request.
     pub fn rendition(cache_key: &str) -> Self {
-        Self(format!("render/{cache_key}"))
+        Self(format!("{}{cache_key}", Self::RENDITION_PREFIX))
     }
 
     pub fn from_string(s: impl Into<String>) -> Self {

@@ -63,6 +63,10 @@ pub struct Config {
     pub render_cache_bytes: u64,
     /// Whether renditions are also kept in the blob store as a second cache tier. Default true.
     pub render_store: bool,
+    /// How long a rendition stays in the blob store tier before the sweeper removes it (a later
+    /// request renders it again). Default 30 d.
+    #[serde(with = "duration_text")]
+    pub render_store_ttl: Duration,
     /// Renditions computed at once. Default: the number of CPUs.
     pub render_concurrency: usize,
     /// Render requests that may wait for a slot; more get 503 `overloaded`. Default 64.
@@ -106,6 +110,7 @@ impl Default for Config {
             render_signing_key: None,
             render_cache_bytes: 256 * 1024 * 1024,
             render_store: true,
+            render_store_ttl: Duration::from_secs(30 * 86_400),
             render_concurrency: cpus,
             render_queue: 64,
             render_deadline: Duration::from_secs(10),

@@ -232,6 +232,7 @@ impl Node {
                     blob,
                     interval: config.sweep_interval,
                     grace: config.expired_link_grace,
+                    rendition_ttl: config.render_store_ttl,
                 }),
             ),
             ChildSpec::actor("api", move || {

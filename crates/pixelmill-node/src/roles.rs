@@ -5,7 +5,7 @@ use crate::metrics::NodeMetrics;
 use crate::runner::{settle_reclaimed, JobExecutor};
 use async_trait::async_trait;
 use pixelmill_blob::BlobStore;
-use pixelmill_core::now_ms;
+use pixelmill_core::{now_ms, BlobKey};
 use pixelmill_meta::MetaStore;
 use pixelmill_notify::WebhookDelivery;
 use pixelmill_sched::Scheduler;
@@ -79,12 +79,14 @@ impl LoopTask for Notifier {
 }
 
 /// Removes links that expired more than `grace` ago (until then they answer 410 Gone), then the
-/// outputs no link points at any more.
+/// outputs no link points at any more, and renditions cached in the blob store longer than
+/// `rendition_ttl` (a request renders them again).
 pub struct Sweeper {
     pub meta: Arc<dyn MetaStore>,
     pub blob: Arc<dyn BlobStore>,
     pub interval: Duration,
     pub grace: Duration,
+    pub rendition_ttl: Duration,
 }
 
 const SWEEP_BATCH: usize = 256;
@@ -116,11 +118,31 @@ impl LoopTask for Sweeper {
                 tracing::debug!(blob = %link.blob_key, "removed an output no link refers to");
             }
         }
-        Ok(if expired.len() == SWEEP_BATCH {
-            Pace::Busy
-        } else {
-            Pace::Idle
-        })
+        let stale = self
+            .blob
+            .written_before(
+                BlobKey::RENDITION_PREFIX,
+                now_ms() - self.rendition_ttl.as_millis() as i64,
+                SWEEP_BATCH,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        for key in &stale {
+            self.blob.delete(key).await.map_err(|e| e.to_string())?;
+        }
+        if !stale.is_empty() {
+            tracing::debug!(
+                count = stale.len(),
+                "removed renditions past their time in the store"
+            );
+        }
+        Ok(
+            if expired.len() == SWEEP_BATCH || stale.len() == SWEEP_BATCH {
+                Pace::Busy
+            } else {
+                Pace::Idle
+            },
+        )
     }
 
     fn idle_wait(&self) -> Duration {

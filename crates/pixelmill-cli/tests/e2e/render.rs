@@ -225,6 +225,37 @@ async fn the_blob_store_tier_survives_a_restart() {
     assert_eq!(again.bytes().await.unwrap(), bytes);
 }
 
+/// A rendition kept in the blob store past `RENDER_STORE_TTL` is swept: after a restart (which
+/// empties the memory tier) the same URL is rendered again instead of read from the store.
+#[tokio::test]
+async fn renditions_past_their_time_in_the_store_are_swept() {
+    let mut app = spawn_app(&[
+        ("PIXELMILL_RENDER_STORE_TTL", "1s"),
+        ("PIXELMILL_SWEEP_INTERVAL", "200ms"),
+    ]);
+    let image = app.client.upload_ok(jpeg(300, 200)).await;
+    let path = render_path(&image, "ops=sepia&format=jpeg&quality=70");
+    let first = app
+        .client
+        .http
+        .get(app.client.url(&path))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.headers()["x-pixelmill-cache"], "miss");
+    let bytes = first.bytes().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    app.server.restart();
+    let c = pixelmill_testkit::Client::new(app.server.base_url());
+    let again = c.http.get(c.url(&path)).send().await.unwrap();
+    assert_eq!(again.headers()["x-pixelmill-cache"], "miss");
+    assert_eq!(
+        again.bytes().await.unwrap(),
+        bytes,
+        "rendered again, to the same bytes"
+    );
+}
+
 /// Over the concurrency limit and its wait queue, renders are shed with 503 + Retry-After
 /// instead of piling up; the admitted ones complete.
 #[tokio::test]

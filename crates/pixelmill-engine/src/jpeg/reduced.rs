@@ -15,6 +15,8 @@
 //! decodes with libjpeg, as it also does for corrupt data, where libjpeg's tolerant decoder
 //! decides what to show.
 
+use std::sync::LazyLock;
+
 use image::{RgbImage, RgbaImage};
 
 use crate::bitmap::Bitmap;
@@ -89,19 +91,7 @@ struct Quant {
 
 impl Quant {
     fn new(table: &[u16; 64], samples_x: usize, samples_y: usize) -> Self {
-        // The 1-D factors per frequency and part, computed once rather than per coefficient.
-        let means = |parts| -> [[f32; 4]; 8] {
-            std::array::from_fn(|u| {
-                std::array::from_fn(|part| {
-                    if part < parts {
-                        part_mean(u, part, parts)
-                    } else {
-                        0.0
-                    }
-                })
-            })
-        };
-        let (across, down) = (means(samples_x), means(samples_y));
+        let (across, down) = (part_means(samples_x), part_means(samples_y));
         let mut weights = Box::new([[0f32; 16]; 64]);
         for (zigzag, &natural) in NATURAL_ORDER.iter().enumerate() {
             let (v, u) = (usize::from(natural / 8), usize::from(natural % 8));
@@ -436,47 +426,90 @@ fn decode_block(
         *component.samples.get_mut(y * stride + x).ok_or(GiveUp)? = mean.clamp(0, 255) as u8;
         return Ok(());
     }
-    // Several samples per block: each part's mean, from the frequencies it depends on. The
-    // accumulation is the hot loop of a 1/4-scale decode, so it is sized to the block's samples.
-    let dc = component.dc_prediction as f32;
-    let mut sums = [0f32; 16];
-    match sx * sy {
-        2 => block_means::<2>(reader, ac_table, quant, dc, &mut sums)?,
-        4 => block_means::<4>(reader, ac_table, quant, dc, &mut sums)?,
-        8 => block_means::<8>(reader, ac_table, quant, dc, &mut sums)?,
-        _ => block_means::<16>(reader, ac_table, quant, dc, &mut sums)?,
+    // Several samples per block: each part's mean, from the frequencies it depends on. This is
+    // the hot loop of a 1/4-scale decode, so it is compiled for each shape of block.
+    let block = Block {
+        dc: component.dc_prediction as f32,
+        quant,
+        first: (y * sy) * stride + x * sx,
+        stride,
+    };
+    let samples = &mut component.samples;
+    match (sx, sy) {
+        (1, 2) => block.means::<1, 2>(reader, ac_table, samples),
+        (2, 1) => block.means::<2, 1>(reader, ac_table, samples),
+        (2, 2) => block.means::<2, 2>(reader, ac_table, samples),
+        (2, 4) => block.means::<2, 4>(reader, ac_table, samples),
+        (4, 2) => block.means::<4, 2>(reader, ac_table, samples),
+        (4, 4) => block.means::<4, 4>(reader, ac_table, samples),
+        _ => Err(GiveUp),
     }
-    for (oy, sums) in sums.chunks_exact(sx).take(sy).enumerate() {
-        let row = (y * sy + oy) * stride + x * sx;
-        let out = component.samples.get_mut(row..row + sx).ok_or(GiveUp)?;
-        for (sample, sum) in out.iter_mut().zip(sums) {
-            // Clamped first, so adding a half and truncating rounds to nearest.
-            *sample = (sum.clamp(0.0, 255.0) + 0.5) as u8;
-        }
-    }
-    Ok(())
 }
 
-/// Decodes a block's AC coefficients into the means of its `N` parts (row-major, the first `N` of
-/// `out`), starting from its DC term `dc`.
-#[inline(always)]
-fn block_means<const N: usize>(
-    reader: &mut BitReader,
-    ac_table: &Huffman,
-    quant: &Quant,
+/// Where one block's output samples go.
+struct Block<'q> {
     dc: f32,
-    out: &mut [f32; 16],
-) -> Result<()> {
-    let mut sums: [f32; N] = std::array::from_fn(|i| 128.0 + dc * quant.weights[0][i]);
-    reader.for_each_ac(ac_table, |k, value| {
-        if let Some(weights) = quant.weights.get(k) {
-            for (sum, w) in sums.iter_mut().zip(weights) {
-                *sum += value as f32 * w;
+    quant: &'q Quant,
+    /// The index of its top-left sample in the component's plane, and the plane's row length.
+    first: usize,
+    stride: usize,
+}
+
+impl Block<'_> {
+    /// Decodes the block's AC coefficients into the means of its `SX`×`SY` parts and writes them
+    /// as samples.
+    #[inline(always)]
+    fn means<const SX: usize, const SY: usize>(
+        &self,
+        reader: &mut BitReader,
+        ac_table: &Huffman,
+        samples: &mut [u8],
+    ) -> Result<()> {
+        let weights = &self.quant.weights;
+        let mut sums: [[f32; SX]; SY] = std::array::from_fn(|oy| {
+            std::array::from_fn(|ox| 128.0 + self.dc * weights[0][oy * SX + ox])
+        });
+        reader.for_each_ac(ac_table, |k, value| {
+            let w = &weights[k];
+            for (oy, row) in sums.iter_mut().enumerate() {
+                for (ox, sum) in row.iter_mut().enumerate() {
+                    *sum += value as f32 * w[oy * SX + ox];
+                }
+            }
+        })?;
+        for (oy, row) in sums.iter().enumerate() {
+            let at = self.first + oy * self.stride;
+            let out: &mut [u8; SX] = samples
+                .get_mut(at..at + SX)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(GiveUp)?;
+            for (sample, sum) in out.iter_mut().zip(row) {
+                // Clamped first, so adding a half and truncating rounds to nearest.
+                *sample = (sum.clamp(0.0, 255.0) + 0.5) as u8;
             }
         }
-    })?;
-    out[..N].copy_from_slice(&sums);
-    Ok(())
+        Ok(())
+    }
+}
+
+/// `part_mean` for every frequency and part of a block split in `parts` (1, 2 or 4), computed
+/// once per process rather than per decode (cosines were a twentieth of a 1/4-scale decode).
+fn part_means(parts: usize) -> &'static [[f32; 4]; 8] {
+    static TABLES: LazyLock<[[[f32; 4]; 8]; 3]> = LazyLock::new(|| {
+        std::array::from_fn(|split| {
+            let parts = 1 << split;
+            std::array::from_fn(|u| {
+                std::array::from_fn(|part| {
+                    if part < parts {
+                        part_mean(u, part, parts)
+                    } else {
+                        0.0
+                    }
+                })
+            })
+        })
+    });
+    &TABLES[parts.trailing_zeros() as usize]
 }
 
 /// The 1-D weight of frequency `u` in the mean of part `part` of a block split in `parts` (1, 2
@@ -623,7 +656,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Decodes a block's AC coefficients, calling `coefficient(zigzag index, value)` for each
-    /// one that is not zero: the hot loop of a reduced decode. The buffer lives in locals so it
+    /// one that is not zero (and inside the block): the hot loop of a reduced decode. The buffer lives in locals so it
     /// stays in registers, and a symbol whose code and value fit the lookahead takes one lookup.
     /// A run past the end of the block ends it, as libjpeg tolerates.
     #[inline(always)]
@@ -652,8 +685,9 @@ impl<'a> BitReader<'a> {
                 (buffer, count) = (self.buffer, self.count);
                 (advance as u32, value)
             };
-            if value != 0 {
-                coefficient((k + advance - 1) as usize, value);
+            let at = (k + advance - 1) as usize;
+            if value != 0 && at < 64 {
+                coefficient(at, value);
             }
             k += advance;
         }
