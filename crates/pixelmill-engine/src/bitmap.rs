@@ -1,10 +1,10 @@
 //! The decoded pixels a pipeline carries: 8-bit RGB for opaque images, 8-bit RGBA with straight
-//! alpha for the rest.
+//! alpha for the rest (`Bitmap`), and 16-bit frames where a 16-bit input can stay so (`Frame`).
 //!
 //! JPEG, the commonest input, has no alpha, and a fourth channel of 255s costs a quarter more
 //! memory and work in every pass over the pixels: decode, blur, resize, encode. So an opaque
 //! image whose every step can work on three channels (`Op::keeps_rgb`) is decoded to RGB and stays
-//! RGB; any other image or pipeline runs on RGBA as before.
+//! RGB; any other image or pipeline runs on RGBA.
 
 use image::metadata::Orientation;
 use image::{DynamicImage, RgbImage, RgbaImage};
@@ -113,15 +113,63 @@ impl Bitmap {
     }
 }
 
-impl From<RgbaImage> for Bitmap {
-    fn from(image: RgbaImage) -> Self {
-        Bitmap::Rgba(image)
+/// A decoded frame as the pipeline carries it: 8 bits per channel, or 16 (RGB or RGBA, as the
+/// image crate's `Rgb16`/`Rgba16`) when a 16-bit input goes to an output that can hold 16 bits
+/// (PNG, TIFF). A 16-bit frame stays so through the steps that `apply_deep` and drops to 8 bits
+/// at the first step that cannot.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Frame {
+    Eight(Bitmap),
+    Sixteen(DynamicImage),
+}
+
+impl Frame {
+    /// A decoder's output: 16-bit when `keep_deep` and the decoder produced more than 8 bits per
+    /// channel, otherwise as `Bitmap::from_dynamic`.
+    pub fn from_dynamic(image: DynamicImage, keep_rgb: bool, keep_deep: bool) -> Self {
+        let deep = image.color().bytes_per_pixel() > image.color().channel_count();
+        match (keep_deep && deep, image.color().has_alpha()) {
+            (true, false) => Frame::Sixteen(DynamicImage::ImageRgb16(image.into_rgb16())),
+            (true, true) => Frame::Sixteen(DynamicImage::ImageRgba16(image.into_rgba16())),
+            (false, _) => Frame::Eight(Bitmap::from_dynamic(image, keep_rgb)),
+        }
+    }
+
+    pub fn dimensions(&self) -> (u32, u32) {
+        match self {
+            Frame::Eight(bitmap) => bitmap.dimensions(),
+            Frame::Sixteen(image) => (image.width(), image.height()),
+        }
+    }
+
+    /// The frame with 8 bits per channel (RGB where `keep_rgb` allows and there is no alpha).
+    pub fn into_eight(self, keep_rgb: bool) -> Bitmap {
+        match self {
+            Frame::Eight(bitmap) => bitmap,
+            Frame::Sixteen(image) => Bitmap::from_dynamic(image, keep_rgb),
+        }
+    }
+
+    pub fn into_rgba(self) -> RgbaImage {
+        self.into_eight(false).into_rgba()
     }
 }
 
-impl From<RgbImage> for Bitmap {
-    fn from(image: RgbImage) -> Self {
-        Bitmap::Rgb(image)
+impl From<Bitmap> for Frame {
+    fn from(bitmap: Bitmap) -> Self {
+        Frame::Eight(bitmap)
+    }
+}
+
+impl From<RgbaImage> for Frame {
+    fn from(image: RgbaImage) -> Self {
+        Frame::Eight(Bitmap::Rgba(image))
+    }
+}
+
+impl From<RgbaImage> for Bitmap {
+    fn from(image: RgbaImage) -> Self {
+        Bitmap::Rgba(image)
     }
 }
 
@@ -154,5 +202,37 @@ mod tests {
         let turned = Bitmap::Rgb(rgb).apply_orientation(Orientation::Rotate90);
         assert_eq!(turned.dimensions(), (2, 3));
         assert_eq!(turned.channels(), 3);
+    }
+
+    #[test]
+    fn sixteen_bits_are_kept_only_when_asked_for_and_present() {
+        let deep = DynamicImage::ImageRgb16(image::ImageBuffer::from_pixel(
+            2,
+            2,
+            image::Rgb([0x1234u16; 3]),
+        ));
+        assert!(matches!(
+            Frame::from_dynamic(deep.clone(), true, true),
+            Frame::Sixteen(DynamicImage::ImageRgb16(_))
+        ));
+        let eight = Frame::from_dynamic(deep, true, false);
+        assert_eq!(
+            eight,
+            Frame::Eight(Bitmap::Rgb(RgbImage::from_pixel(
+                2,
+                2,
+                image::Rgb([0x12; 3])
+            )))
+        );
+        let shallow = DynamicImage::ImageRgba8(RgbaImage::new(2, 2));
+        assert!(matches!(
+            Frame::from_dynamic(shallow, true, true),
+            Frame::Eight(Bitmap::Rgba(_))
+        ));
+        let grey16 = DynamicImage::ImageLumaA16(image::ImageBuffer::new(1, 1));
+        assert!(matches!(
+            Frame::from_dynamic(grey16, true, true),
+            Frame::Sixteen(DynamicImage::ImageRgba16(_))
+        ));
     }
 }

@@ -4,40 +4,54 @@
 
 use lcms2::{ColorSpaceSignature, InfoType, Intent, Locale, PixelFormat, Profile, Transform};
 
-use crate::bitmap::Bitmap;
+use image::DynamicImage;
+
+use crate::bitmap::{Bitmap, Frame};
 use crate::EngineError;
 
 /// Converts `image` from the colour space of `icc` to sRGB in place. Profiles that already are
 /// sRGB, or that are unreadable or not RGB, leave the pixels as they are: a viewer would treat
 /// those images as sRGB too.
-pub(crate) fn to_srgb(image: &mut Bitmap, icc: &[u8]) -> Result<(), EngineError> {
+pub(crate) fn to_srgb(image: &mut Frame, icc: &[u8]) -> Result<(), EngineError> {
     let Ok(profile) = Profile::new_icc(icc) else {
         return Ok(());
     };
     if profile.color_space() != ColorSpaceSignature::RgbData || is_srgb(&profile) {
         return Ok(());
     }
-    let failed = |e: lcms2::Error| {
+    let converted = match image {
+        Frame::Eight(Bitmap::Rgb(rgb)) => {
+            in_place::<_, [u8; 3]>(&profile, PixelFormat::RGB_8, rgb.as_mut())
+        }
+        Frame::Eight(Bitmap::Rgba(rgba)) => {
+            in_place::<_, [u8; 4]>(&profile, PixelFormat::RGBA_8, rgba.as_mut())
+        }
+        Frame::Sixteen(DynamicImage::ImageRgb16(rgb)) => {
+            in_place::<_, [u16; 3]>(&profile, PixelFormat::RGB_16, rgb.as_mut())
+        }
+        Frame::Sixteen(DynamicImage::ImageRgba16(rgba)) => {
+            in_place::<_, [u16; 4]>(&profile, PixelFormat::RGBA_16, rgba.as_mut())
+        }
+        // A 16-bit frame is RGB or RGBA by construction (`Frame::from_dynamic`).
+        Frame::Sixteen(_) => Ok(()),
+    };
+    converted.map_err(|e| {
         EngineError::Corrupt(format!(
             "the image's embedded colour profile cannot be applied ({e}); re-export it as sRGB \
              and upload it again"
         ))
-    };
+    })
+}
+
+/// Converts `samples`, pixels `P` of `format` in the colour space of `profile`, to sRGB.
+fn in_place<S: bytemuck::Pod, P: bytemuck::Pod>(
+    profile: &Profile,
+    format: PixelFormat,
+    samples: &mut [S],
+) -> Result<(), lcms2::Error> {
     let srgb = Profile::new_srgb();
-    match image {
-        Bitmap::Rgb(rgb) => {
-            let format = PixelFormat::RGB_8;
-            Transform::<[u8; 3], [u8; 3]>::new(&profile, format, &srgb, format, Intent::Perceptual)
-                .map_err(failed)?
-                .transform_in_place(bytemuck::cast_slice_mut(rgb.as_mut()));
-        }
-        Bitmap::Rgba(rgba) => {
-            let format = PixelFormat::RGBA_8;
-            Transform::<[u8; 4], [u8; 4]>::new(&profile, format, &srgb, format, Intent::Perceptual)
-                .map_err(failed)?
-                .transform_in_place(bytemuck::cast_slice_mut(rgba.as_mut()));
-        }
-    }
+    let transform = Transform::<P, P>::new(profile, format, &srgb, format, Intent::Perceptual)?;
+    transform.transform_in_place(bytemuck::cast_slice_mut(samples));
     Ok(())
 }
 
@@ -97,8 +111,10 @@ pub(crate) mod tests {
     fn linear_light_is_converted_to_srgb_and_srgb_is_left_alone() {
         let rgba = RgbaImage::from_pixel(2, 2, image::Rgba([128, 128, 128, 77]));
         let rgb = RgbImage::from_pixel(2, 2, image::Rgb([128, 128, 128]));
-        for mut image in [Bitmap::Rgba(rgba), Bitmap::Rgb(rgb)] {
-            to_srgb(&mut image, &linear_rgb_icc()).unwrap();
+        for image in [Bitmap::Rgba(rgba), Bitmap::Rgb(rgb)] {
+            let mut frame = Frame::Eight(image);
+            to_srgb(&mut frame, &linear_rgb_icc()).unwrap();
+            let image = frame.into_eight(true);
             // Linear 0.5 is sRGB 0.735 (188 of 255); alpha untouched.
             let p = &image.as_raw()[..image.channels()];
             assert!(
@@ -110,10 +126,19 @@ pub(crate) mod tests {
 
         let srgb = Profile::new_srgb().icc().unwrap();
         let original = RgbaImage::from_pixel(1, 1, image::Rgba([128, 10, 200, 255]));
-        let mut untouched = Bitmap::Rgba(original.clone());
+        let mut untouched = Frame::Eight(Bitmap::Rgba(original.clone()));
         to_srgb(&mut untouched, &srgb).unwrap();
         to_srgb(&mut untouched, b"not a profile").unwrap();
-        assert_eq!(untouched, Bitmap::Rgba(original));
+        assert_eq!(untouched, Frame::Eight(Bitmap::Rgba(original)));
+        // 16-bit samples convert as 16-bit: linear 0x8000 is sRGB 0.735 (48 200 of 65 535).
+        let deep = image::ImageBuffer::from_pixel(1, 1, image::Rgb([0x8000u16; 3]));
+        let mut deep = Frame::Sixteen(DynamicImage::ImageRgb16(deep));
+        to_srgb(&mut deep, &linear_rgb_icc()).unwrap();
+        let Frame::Sixteen(DynamicImage::ImageRgb16(deep)) = deep else {
+            panic!("stays 16-bit RGB");
+        };
+        let level = deep.get_pixel(0, 0)[0];
+        assert!((47_900..48_500).contains(&level), "{level}");
     }
 
     #[test]

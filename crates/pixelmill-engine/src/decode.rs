@@ -5,7 +5,7 @@ use image::{DynamicImage, ImageDecoder, ImageError, ImageReader};
 use pixelmill_core::{IccMode, ImageFormat};
 
 use crate::animation::Looping;
-use crate::bitmap::Bitmap;
+use crate::bitmap::Frame;
 use crate::sniff::sniff;
 use crate::EngineError;
 
@@ -40,11 +40,11 @@ pub struct ImageInfo {
     pub blurhash: String,
 }
 
-/// A decoded image, first frame only, reduced to 8 bits per channel with orientation applied:
-/// RGBA, or RGB where the caller allowed it and the image has no alpha channel.
+/// A decoded image, first frame only, with orientation applied: 8-bit RGBA, or what `Accept`
+/// allowed (RGB for an image without alpha, 16 bits per channel for a 16-bit one).
 pub(crate) struct Decoded {
     pub format: ImageFormat,
-    pub image: Bitmap,
+    pub image: Frame,
     /// The displayed size at full scale; larger than `image` when the decoder shrank on load.
     pub source: (u32, u32),
     pub frames: u32,
@@ -77,18 +77,27 @@ pub(crate) fn decode(
     limits: &Limits,
     min_scale: impl FnOnce(u32, u32) -> f64,
 ) -> Result<Decoded, EngineError> {
-    decode_with(bytes, limits, min_scale, IccMode::Srgb, false)
+    decode_with(bytes, limits, min_scale, Accept::default())
 }
 
-/// As `decode`; with `IccMode::Keep` an embedded profile is not applied but handed back in
-/// `Decoded::icc`, for the encoder to embed, and with `keep_rgb` an image without alpha comes
-/// back as RGB (see `Bitmap`).
+/// What a caller takes from the decoder besides 8-bit RGBA in sRGB.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Accept {
+    /// `Keep`: an embedded profile is not applied but handed back in `Decoded::icc`, for the
+    /// encoder to embed.
+    pub icc: IccMode,
+    /// An image without alpha may come back as RGB (see `Bitmap`).
+    pub rgb: bool,
+    /// A 16-bit image may keep its 16 bits (see `Frame`).
+    pub deep: bool,
+}
+
+/// As `decode`, taking what `accept` allows.
 pub(crate) fn decode_with(
     bytes: &[u8],
     limits: &Limits,
     min_scale: impl FnOnce(u32, u32) -> f64,
-    icc_mode: IccMode,
-    keep_rgb: bool,
+    accept: Accept,
 ) -> Result<Decoded, EngineError> {
     let format = sniff(bytes)?;
     let codec = match format {
@@ -118,19 +127,19 @@ pub(crate) fn decode_with(
             ImageFormat::Gif => scan_gif(bytes, limits)?.0,
             _ => 1,
         };
-        let first_frame = || decode_first_frame(bytes, codec, format, limits, keep_rgb);
+        let first_frame = || decode_first_frame(bytes, codec, format, limits, accept);
         let (mut image, source, icc) = match format {
-            ImageFormat::Jpeg => match crate::jpeg::decode(bytes, limits, min_scale, keep_rgb)? {
-                Some(jpeg) => (jpeg.image, jpeg.source, jpeg.icc),
+            ImageFormat::Jpeg => match crate::jpeg::decode(bytes, limits, min_scale, accept.rgb)? {
+                Some(jpeg) => (jpeg.image.into(), jpeg.source, jpeg.icc),
                 None => full_size(first_frame()?),
             },
             ImageFormat::Avif => {
                 let (image, icc) = crate::avif::decode(bytes, limits)?;
-                full_size((image.into(), icc))
+                full_size((Frame::Eight(image.into()), icc))
             }
             _ => full_size(first_frame()?),
         };
-        let icc = match (icc, icc_mode) {
+        let icc = match (icc, accept.icc) {
             (Some(icc), IccMode::Srgb) => {
                 crate::color::to_srgb(&mut image, &icc)?;
                 None
@@ -154,7 +163,7 @@ pub(crate) fn decode_with(
     })
 }
 
-fn full_size((image, icc): (Bitmap, Option<Vec<u8>>)) -> (Bitmap, (u32, u32), Option<Vec<u8>>) {
+fn full_size((image, icc): (Frame, Option<Vec<u8>>)) -> (Frame, (u32, u32), Option<Vec<u8>>) {
     let size = image.dimensions();
     (image, size, icc)
 }
@@ -250,8 +259,8 @@ fn decode_first_frame(
     codec: image::ImageFormat,
     format: ImageFormat,
     limits: &Limits,
-    keep_rgb: bool,
-) -> Result<(Bitmap, Option<Vec<u8>>), EngineError> {
+    accept: Accept,
+) -> Result<(Frame, Option<Vec<u8>>), EngineError> {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), codec);
     let mut codec_limits = image::Limits::default();
     // Room for a 16-bit RGBA decode buffer plus the decoder's own scratch; a lying header then
@@ -270,7 +279,7 @@ fn decode_first_frame(
     let icc = decoder.icc_profile().ok().flatten();
     let mut image = DynamicImage::from_decoder(decoder).map_err(|e| map_image_error(e, format))?;
     image.apply_orientation(orientation);
-    Ok((Bitmap::from_dynamic(image, keep_rgb), icc))
+    Ok((Frame::from_dynamic(image, accept.rgb, accept.deep), icc))
 }
 
 /// Counts GIF frames without LZW-decoding them, checking every frame's size on the way, and

@@ -6,7 +6,7 @@ use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder, RgbImage, RgbaImage};
 use pixelmill_core::{IccMode, ImageFormat, OutputFormat, OutputSpec};
 
-use crate::bitmap::Bitmap;
+use crate::bitmap::{Bitmap, Frame};
 use crate::EngineError;
 
 const JPEG_DEFAULT_QUALITY: u8 = 85;
@@ -104,10 +104,64 @@ pub fn resolve(output: OutputFormat, input: ImageFormat) -> Result<ImageFormat, 
     })
 }
 
-/// Encodes 8-bit RGBA with the options of `output`, embedding `icc` where the format can (see
-/// `embeds_icc`). JPEG has no alpha, so transparent areas are flattened onto white. WebP is lossy
-/// at `quality` (default 80) unless quality is 100, which selects lossless.
+/// Whether `format` stores 16 bits per channel, so a 16-bit input can keep them (see `Frame`).
+pub(crate) fn holds_16_bits(format: ImageFormat) -> bool {
+    matches!(format, ImageFormat::Png | ImageFormat::Tiff)
+}
+
+/// Encodes a frame with the options of `output`, embedding `icc` where the format can (see
+/// `embeds_icc`). A 16-bit frame is written with 16 bits where the format holds them, reduced
+/// to 8 bits otherwise.
 pub(crate) fn encode(
+    image: &Frame,
+    format: ImageFormat,
+    output: &OutputSpec,
+    icc: Option<&[u8]>,
+) -> Result<Vec<u8>, EngineError> {
+    let deep = match image {
+        Frame::Eight(bitmap) => return encode_8bit(bitmap, format, output, icc),
+        Frame::Sixteen(deep) if holds_16_bits(format) => deep,
+        Frame::Sixteen(deep) => {
+            let bitmap = Bitmap::from_dynamic(deep.clone(), true);
+            return encode_8bit(&bitmap, format, output, icc);
+        }
+    };
+    let failed = |e: &dyn std::fmt::Display| {
+        EngineError::Encode(format!(
+            "encoding the 16-bit {}x{} result as {} failed ({e}); try another output format",
+            deep.width(),
+            deep.height(),
+            format.as_str()
+        ))
+    };
+    let mut out = Vec::new();
+    if format == ImageFormat::Png {
+        let mut encoder =
+            PngEncoder::new_with_quality(&mut out, compression(output), FilterType::default());
+        if let Some(icc) = icc {
+            encoder
+                .set_icc_profile(icc.to_vec())
+                .map_err(|e| failed(&e))?;
+        }
+        deep.write_with_encoder(encoder).map_err(|e| failed(&e))?;
+    } else {
+        deep.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Tiff)
+            .map_err(|e| failed(&e))?;
+    }
+    Ok(out)
+}
+
+/// PNG's zlib effort: the requested level, or the encoder's fast default.
+fn compression(output: &OutputSpec) -> CompressionType {
+    output
+        .compression
+        .map_or(CompressionType::default(), CompressionType::Level)
+}
+
+/// Encodes 8-bit pixels with the options of `output`, embedding `icc` where the format can.
+/// JPEG has no alpha, so transparent areas are flattened onto white. WebP is lossy at `quality`
+/// (default 80) unless quality is 100, which selects lossless.
+fn encode_8bit(
     image: &Bitmap,
     format: ImageFormat,
     output: &OutputSpec,
@@ -155,11 +209,8 @@ pub(crate) fn encode(
                 .map_err(|e| failed(&e))?;
         }
         ImageFormat::Png => {
-            let compression = output
-                .compression
-                .map_or(CompressionType::default(), CompressionType::Level);
             let mut encoder =
-                PngEncoder::new_with_quality(&mut out, compression, FilterType::default());
+                PngEncoder::new_with_quality(&mut out, compression(output), FilterType::default());
             if let Some(icc) = icc {
                 encoder
                     .set_icc_profile(icc.to_vec())
@@ -357,8 +408,8 @@ mod tests {
             ImageFormat::Gif,
             ImageFormat::Bmp,
         ] {
-            let from_rgb = encode(&opaque, format, &options(None), None).unwrap();
-            let from_rgba = encode(&widened, format, &options(None), None).unwrap();
+            let from_rgb = encode(&opaque.clone().into(), format, &options(None), None).unwrap();
+            let from_rgba = encode(&widened.clone().into(), format, &options(None), None).unwrap();
             assert_eq!(decode(&from_rgb), decode(&from_rgba), "{format:?}");
         }
     }

@@ -1,10 +1,11 @@
 //! The image engine: sniffing, limits, decoding, the filter registry (one filter per file), the
 //! expr language, encoding.
 //!
-//! Every image is processed with 8 bits per channel (16-bit inputs are reduced on decode): as RGB
-//! when it is opaque and every step can keep it so, otherwise as RGBA with straight alpha. An
-//! animation's frames go through the pipeline one at a time when the output is animated too (GIF
-//! or WebP); other outputs take the first frame.
+//! Images are processed with 8 bits per channel, as RGB when opaque and every step can keep it
+//! so, otherwise as RGBA with straight alpha; a 16-bit input going to PNG or TIFF keeps 16 bits
+//! through the steps that can (geometry, resize). An animation's frames go through the pipeline
+//! one at a time when the output is animated too (GIF or WebP); other outputs take the first
+//! frame.
 
 mod allocator;
 mod animation;

@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use pixelmill_core::ImageFormat;
 
-use crate::bitmap::Bitmap;
+use crate::bitmap::{Bitmap, Frame};
 use crate::decode::{check_pixels, decode};
 use crate::filters::Op;
 use crate::{EngineError, Limits};
@@ -136,21 +136,27 @@ impl Pipeline {
     /// is the full size of the decoded image, which differs from its size if it shrank on load.
     pub(crate) fn run(
         &self,
-        mut image: Bitmap,
+        mut image: Frame,
         source: (u32, u32),
         limits: &Limits,
         timings: &mut Vec<(&'static str, Duration)>,
-    ) -> Result<Bitmap, EngineError> {
+    ) -> Result<Frame, EngineError> {
+        let keep_rgb = self.keeps_rgb();
         for (index, step) in self.steps.iter().enumerate() {
             let shrunk = index == 0 && image.dimensions() != source;
             let (w, h) = if shrunk { source } else { image.dimensions() };
             let (w, h) = step.op.output_size(w, h);
             check_pixels(w, h, limits)?;
             let started = Instant::now();
-            image = if shrunk {
-                step.op.apply_shrunk(image, source)?
-            } else {
-                step.op.apply(image)?
+            image = match image {
+                Frame::Sixteen(deep) => match step.op.apply_deep(&deep) {
+                    Some(result) => Frame::Sixteen(result?),
+                    None => Frame::Eight(step.op.apply(Bitmap::from_dynamic(deep, keep_rgb))?),
+                },
+                Frame::Eight(bitmap) if shrunk => {
+                    Frame::Eight(step.op.apply_shrunk(bitmap, source)?)
+                }
+                Frame::Eight(bitmap) => Frame::Eight(step.op.apply(bitmap)?),
             };
             timings.push((step.name, started.elapsed()));
         }

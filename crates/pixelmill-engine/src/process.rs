@@ -5,8 +5,8 @@ use pixelmill_core::{IccMode, ImageFormat, OutputSpec};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::animation;
-use crate::decode::decode_with;
-use crate::encode::{embeds_icc, encode, resolve};
+use crate::decode::{decode_with, Accept};
+use crate::encode::{embeds_icc, encode, holds_16_bits, resolve};
 use crate::sniff::sniff;
 use crate::{EngineError, Limits, Pipeline};
 
@@ -75,7 +75,12 @@ pub fn process(
         IccMode::Srgb
     };
     let min_scale = |w, h| pipeline.min_decode_scale(w, h);
-    let decoded = decode_with(input, limits, min_scale, icc_mode, pipeline.keeps_rgb())?;
+    let accept = Accept {
+        icc: icc_mode,
+        rgb: pipeline.keeps_rgb(),
+        deep: holds_16_bits(format),
+    };
+    let decoded = decode_with(input, limits, min_scale, accept)?;
     timings.push(("decode", started.elapsed()));
 
     let image = pipeline.run(decoded.image, decoded.source, limits, &mut timings)?;
@@ -83,11 +88,12 @@ pub fn process(
     let started = Instant::now();
     let bytes = encode(&image, format, output, decoded.icc.as_deref())?;
     timings.push(("encode", started.elapsed()));
+    let (width, height) = image.dimensions();
     Ok(Rendered {
         bytes,
         format,
-        width: image.width(),
-        height: image.height(),
+        width,
+        height,
         op_timings: timings,
     })
 }
@@ -264,6 +270,60 @@ mod tests {
         ] {
             assert_eq!(crate::check_output(&output), Ok(()), "{output:?}");
         }
+    }
+
+    /// A 16-bit PNG keeps 16 bits through geometry and resize to PNG and TIFF, and is reduced to
+    /// 8 bits by a step or an output that cannot keep them.
+    #[test]
+    fn sixteen_bit_inputs_keep_their_depth_where_they_can() {
+        use image::{DynamicImage, ImageBuffer, Rgb};
+        // Levels 257 apart are one 8-bit level apart; these are not whole 8-bit levels.
+        let deep = ImageBuffer::from_fn(64, 32, |x, y| {
+            Rgb([x as u16 * 1000 + 7, y as u16 * 2000 + 3, 4660])
+        });
+        let mut png = Vec::new();
+        DynamicImage::ImageRgb16(deep.clone())
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let run = |steps: serde_json::Value, format| {
+            let spec = OutputSpec {
+                format,
+                ..OutputSpec::default()
+            };
+            let out = process(&png, &pipeline(steps), &spec, &Limits::default()).unwrap();
+            image::load_from_memory(&out.bytes).unwrap()
+        };
+        let geometry = json!([{"op": "crop", "x": 4, "y": 2, "width": 40, "height": 20},
+                              {"op": "flip"}, {"op": "rotate", "degrees": 180}]);
+        for format in [
+            OutputFormat::Png,
+            OutputFormat::Tiff,
+            OutputFormat::Original,
+        ] {
+            let DynamicImage::ImageRgb16(out) = run(geometry.clone(), format) else {
+                panic!("{format:?} keeps 16 bits");
+            };
+            // Flipped vertically then turned 180°: mirrored left to right, exactly.
+            assert_eq!(out.dimensions(), (40, 20));
+            assert_eq!(out.get_pixel(0, 0), deep.get_pixel(4 + 39, 2));
+        }
+        let resized = run(
+            json!([{"op": "resize", "width": 16, "light": "linear"}]),
+            OutputFormat::Png,
+        );
+        assert!(
+            matches!(resized, DynamicImage::ImageRgb16(_)),
+            "{:?}",
+            resized.color()
+        );
+        assert_eq!((resized.width(), resized.height()), (16, 8));
+        let sepia = run(
+            json!([{"op": "resize", "width": 16}, {"op": "sepia"}]),
+            OutputFormat::Png,
+        );
+        assert_eq!(sepia.color(), image::ColorType::Rgb8);
+        let jpeg = run(geometry, OutputFormat::Jpeg);
+        assert_eq!(jpeg.color(), image::ColorType::Rgb8);
     }
 
     #[test]

@@ -268,6 +268,50 @@ mod tests {
         }
     }
 
+    /// Every op that keeps 16 bits gives a 16-bit image what it gives the same image in 8 bits,
+    /// to within rounding: up to two levels where resizing translucent pixels premultiplies them
+    /// in 8 bits.
+    #[test]
+    fn ops_that_keep_16_bits_match_their_8_bit_results() {
+        use crate::filters::testutil::op;
+        use image::{DynamicImage, ImageBuffer, Rgba};
+        let deep = DynamicImage::ImageRgba16(ImageBuffer::from_fn(17, 11, |x, y| {
+            Rgba([
+                x as u16 * 3001,
+                y as u16 * 5003,
+                (x * y) as u16 * 211,
+                60_000 - x as u16 * 900,
+            ])
+        }));
+        let mut kept = Vec::new();
+        for (name, params) in [
+            ("resize", json!({"width": 9})),
+            (
+                "resize",
+                json!({"width": 9, "light": "linear", "kernel": "mitchell"}),
+            ),
+            ("crop", json!({"x": 1, "y": 2, "width": 5, "height": 4})),
+            ("rotate", json!({"degrees": 270})),
+            ("flip", json!({})),
+            ("flop", json!({})),
+            ("sepia", json!({})),
+        ] {
+            let def = BUILTIN.iter().find(|f| f.op == name).unwrap();
+            let filter = op(def, params);
+            let Some(from_deep) = filter.apply_deep(&deep) else {
+                continue;
+            };
+            kept.push(name);
+            let from_deep = from_deep.unwrap().into_rgba8();
+            let from_eight = filter.apply(deep.to_rgba8()).unwrap();
+            assert_eq!(from_deep.dimensions(), from_eight.dimensions(), "{name}");
+            let pairs = from_deep.as_raw().iter().zip(from_eight.as_raw());
+            let worst = pairs.map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+            assert!(worst <= 2, "{name} differs by {worst} levels");
+        }
+        assert_eq!(kept, ["resize", "resize", "crop", "rotate", "flip", "flop"]);
+    }
+
     #[test]
     fn compiles_a_valid_pipeline() {
         let pipeline = Registry::builtin()

@@ -148,3 +148,33 @@ async fn every_filter_runs_through_the_service_with_the_expected_pixels() {
         "sharpen adds edge contrast"
     );
 }
+
+/// A 16-bit PNG resized and flipped in a job comes back as a 16-bit PNG; levels finer than 8 bits
+/// survive.
+#[tokio::test]
+async fn sixteen_bit_pngs_keep_sixteen_bits_through_a_job() {
+    let app = spawn_app(&[]);
+    let c = &app.client;
+    let deep = image::ImageBuffer::from_fn(40, 20, |x, y| {
+        image::Rgb([x as u16 * 1600 + 5, y as u16 * 3000 + 9, 0x1234u16])
+    });
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb16(deep.clone())
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let image = c.upload_ok(png).await;
+    let job = json!({"image_id": image,
+                     "pipeline": [{"op": "flop"}, {"op": "resize", "width": 20}],
+                     "output": {"format": "png"}});
+    let out = decode(&c.run_job(&job).await);
+    let image::DynamicImage::ImageRgb16(out) = out else {
+        panic!("a 16-bit PNG, got {:?}", out.color());
+    };
+    assert_eq!(out.dimensions(), (20, 10));
+    // The blue channel is flat at 0x1234, which no 8-bit level gives back (0x12 is 0x1212).
+    assert!(
+        out.pixels().all(|p| p[2].abs_diff(0x1234) <= 1),
+        "{:?}",
+        out.get_pixel(0, 0)
+    );
+}

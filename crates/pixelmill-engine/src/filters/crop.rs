@@ -1,3 +1,5 @@
+use image::DynamicImage;
+
 use super::{FilterDef, Op};
 use crate::bitmap::{on_buffer, Bitmap};
 use crate::params::{Args, Kind, ParamError, ParamSpec, Presence};
@@ -72,8 +74,23 @@ impl Op for Crop {
         true
     }
 
+    fn apply_deep(&self, image: &DynamicImage) -> Option<Result<DynamicImage, EngineError>> {
+        let cropped = self.fits((image.width(), image.height()));
+        Some(cropped.map(|()| image.crop_imm(self.x, self.y, self.width, self.height)))
+    }
+
     fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
-        let (w, h) = image.dimensions();
+        self.fits(image.dimensions())?;
+        let (x, y, width, height) = (self.x, self.y, self.width, self.height);
+        Ok(on_buffer!(image, image => {
+            image::imageops::crop_imm(&image, x, y, width, height).to_image()
+        }))
+    }
+}
+
+impl Crop {
+    /// The rectangle must lie inside a `w`×`h` image.
+    fn fits(&self, (w, h): (u32, u32)) -> Result<(), EngineError> {
         let Crop {
             x,
             y,
@@ -86,9 +103,7 @@ impl Op for Crop {
                  x + width <= {w} and y + height <= {h}"
             )));
         }
-        Ok(on_buffer!(image, image => {
-            image::imageops::crop_imm(&image, x, y, width, height).to_image()
-        }))
+        Ok(())
     }
 }
 

@@ -1,4 +1,4 @@
-use image::imageops;
+use image::{imageops, DynamicImage};
 
 use super::{FilterDef, Op};
 use crate::bitmap::{on_buffer, Bitmap};
@@ -22,6 +22,10 @@ fn build(_: &Args) -> Result<Box<dyn Op>, ParamError> {
 impl Op for Flop {
     fn keeps_rgb(&self) -> bool {
         true
+    }
+
+    fn apply_deep(&self, image: &DynamicImage) -> Option<Result<DynamicImage, EngineError>> {
+        Some(Ok(image.fliph()))
     }
 
     fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {

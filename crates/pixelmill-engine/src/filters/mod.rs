@@ -4,7 +4,7 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use image::RgbaImage;
+use image::{DynamicImage, RgbaImage};
 
 use crate::bitmap::Bitmap;
 use crate::params::{Args, ParamError, ParamSpec};
@@ -89,6 +89,12 @@ pub(crate) trait Op: Send + Sync + Debug {
     /// the one `source` would give. Only called when `shrink_on_load` returned a scale.
     fn apply_shrunk(&self, image: Bitmap, _source: (u32, u32)) -> Result<Bitmap, EngineError> {
         self.apply(image)
+    }
+
+    /// The op on a 16-bit frame (see `Frame`), for ops that keep 16 bits per channel (geometry
+    /// and resize); `None`, the default, has the pipeline reduce the frame to 8 bits first.
+    fn apply_deep(&self, _image: &DynamicImage) -> Option<Result<DynamicImage, EngineError>> {
+        None
     }
 
     /// Rough CPU units per pixel; 1 is one cheap pass over the pixel.

@@ -1,6 +1,6 @@
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{Filter, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use image::RgbaImage;
+use image::{DynamicImage, RgbaImage};
 
 use crate::bitmap::Bitmap;
 use crate::linear::{in_linear_light, LinearImage};
@@ -196,6 +196,10 @@ impl Op for Resize {
     fn apply_shrunk(&self, image: Bitmap, source: (u32, u32)) -> Result<Bitmap, EngineError> {
         self.resize(image, source)
     }
+
+    fn apply_deep(&self, image: &DynamicImage) -> Option<Result<DynamicImage, EngineError>> {
+        Some(self.resize_deep(image))
+    }
 }
 
 /// How much larger than the target a shrunk-on-load image stays, so the Lanczos pass (not the
@@ -203,6 +207,55 @@ impl Op for Resize {
 const SHRINK_ON_LOAD_HEADROOM: f64 = 1.0;
 
 impl Resize {
+    /// The resampling of a `size`d image showing a `source`-sized picture: the kernel, alpha
+    /// handling, and for `cover` the centred box of the source with the output's aspect.
+    fn options(&self, size: (u32, u32), source: (u32, u32), opaque: bool) -> ResizeOptions {
+        let options = ResizeOptions::new()
+            .resize_alg(self.kernel.algorithm())
+            .use_alpha(!opaque);
+        if self.fit != Fit::Cover {
+            return options;
+        }
+        let (w, h) = self.output_size(source.0, source.1);
+        let (iw, ih) = (f64::from(size.0), f64::from(size.1));
+        let scale = (f64::from(w) / f64::from(source.0)).max(f64::from(h) / f64::from(source.1));
+        let to_image = iw / f64::from(source.0);
+        let (crop_w, crop_h) = (
+            (f64::from(w) / scale * to_image).min(iw),
+            (f64::from(h) / scale * to_image).min(ih),
+        );
+        options.crop((iw - crop_w) / 2.0, (ih - crop_h) / 2.0, crop_w, crop_h)
+    }
+
+    /// `resize` on a 16-bit frame (never shrunk on load: only JPEG is).
+    fn resize_deep(&self, image: &DynamicImage) -> Result<DynamicImage, EngineError> {
+        let size = (image.width(), image.height());
+        let (w, h) = self.output_size(size.0, size.1);
+        let options = self.options(size, size, !image.color().has_alpha());
+        let failed = |e: &dyn std::fmt::Display| {
+            EngineError::Encode(format!("resize to {w}x{h} failed: {e}"))
+        };
+        let mut out = DynamicImage::new(w, h, image.color());
+        if self.linear {
+            let mapper = fast_image_resize::create_srgb_mapper();
+            let mut linear = image.clone();
+            mapper
+                .forward_map_inplace(&mut linear)
+                .map_err(|e| failed(&e))?;
+            Resizer::new()
+                .resize(&linear, &mut out, &options)
+                .map_err(|e| failed(&e))?;
+            mapper
+                .backward_map_inplace(&mut out)
+                .map_err(|e| failed(&e))?;
+        } else {
+            Resizer::new()
+                .resize(image, &mut out, &options)
+                .map_err(|e| failed(&e))?;
+        }
+        Ok(out)
+    }
+
     /// Resizes `image`, which shows a `source`-sized picture (smaller when shrunk on load), to
     /// the output `source` calls for.
     fn resize(&self, image: Bitmap, source: (u32, u32)) -> Result<Bitmap, EngineError> {
@@ -210,23 +263,9 @@ impl Resize {
         if (w, h) == image.dimensions() {
             return Ok(image);
         }
-        // Premultiplying is only needed where something is translucent (never for JPEG input).
-        let mut options = ResizeOptions::new()
-            .resize_alg(self.kernel.algorithm())
-            .use_alpha(!image.is_opaque());
         let (iw, ih) = image.dimensions();
-        if self.fit == Fit::Cover {
-            // The centred box of the source with the output's aspect, in the image's pixels.
-            let (iw, ih) = (f64::from(iw), f64::from(ih));
-            let scale =
-                (f64::from(w) / f64::from(source.0)).max(f64::from(h) / f64::from(source.1));
-            let to_image = iw / f64::from(source.0);
-            let (crop_w, crop_h) = (
-                (f64::from(w) / scale * to_image).min(iw),
-                (f64::from(h) / scale * to_image).min(ih),
-            );
-            options = options.crop((iw - crop_w) / 2.0, (ih - crop_h) / 2.0, crop_w, crop_h);
-        }
+        // Premultiplying is only needed where something is translucent (never for JPEG input).
+        let options = self.options((iw, ih), source, image.is_opaque());
         let failed = |e: &dyn std::fmt::Display| {
             EngineError::Encode(format!("resize to {w}x{h} failed: {e}"))
         };

@@ -1,4 +1,4 @@
-use image::imageops;
+use image::{imageops, DynamicImage};
 
 use super::{FilterDef, Op};
 use crate::bitmap::{on_buffer, Bitmap};
@@ -50,6 +50,15 @@ impl Op for Rotate {
 
     fn keeps_rgb(&self) -> bool {
         true
+    }
+
+    fn apply_deep(&self, image: &DynamicImage) -> Option<Result<DynamicImage, EngineError>> {
+        Some(Ok(match self.0 {
+            1 => image.rotate90(),
+            2 => image.rotate180(),
+            3 => image.rotate270(),
+            _ => image.clone(),
+        }))
     }
 
     fn apply(&self, image: Bitmap) -> Result<Bitmap, EngineError> {
