@@ -26,6 +26,12 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Run a filter pipeline on a file, offline, with the same engine.
     Process(ProcessArgs),
+    /// Apply the schema migrations a scylla:// metadata store lacks (serve also does, at start).
+    Migrate {
+        /// The metadata store, as for `serve --meta`
+        #[arg(long, env = "PIXELMILL_META")]
+        meta: String,
+    },
 }
 
 /// Each flag overrides the built-in default shown in its help.
@@ -40,7 +46,7 @@ struct ServeArgs {
     /// Base URL put in download links and status URLs [default: http://<listen>]
     #[arg(long, env = "PIXELMILL_PUBLIC_URL")]
     public_url: Option<String>,
-    /// Metadata backend [default: embedded]
+    /// Metadata backend: embedded, or scylla://host:9042[,host…][/keyspace][?local_dc=…&replication=dc:n,…&<class>=<level>] (docs/CONSISTENCY.md) [default: embedded]
     #[arg(long, env = "PIXELMILL_META")]
     meta: Option<String>,
     /// Blob backend, file:///path [default: <data-dir>/blobs]
@@ -207,6 +213,13 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve((*args).into_config()).await,
         Command::Process(args) => process(args),
+        Command::Migrate { meta } => {
+            let applied = pixelmill_node::migrate_meta(&meta)
+                .await
+                .context("the migration failed")?;
+            println!("schema migrations applied: {applied:?} (an empty list: it was up to date)");
+            Ok(())
+        }
     }
 }
 

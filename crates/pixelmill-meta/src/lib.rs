@@ -1,9 +1,11 @@
 //! Metadata: images, jobs, download links, idempotency keys and the notification outbox.
 //!
 //! The `MetaStore` trait is shaped for ScyllaDB: every access goes through a partition key named in
-//! the record's doc, expiry is a property of the record (a CQL `TTL`), and the only read-modify-write
-//! is `insert_idempotency_key`, a conditional insert (a CQL LWT). Backends: `RedbMetaStore` (embedded,
-//! the single-node default). `suite` is the conformance suite every backend runs.
+//! the record's doc, expiry is a property of the record (a CQL `TTL`), and the only
+//! read-modify-writes are `insert_idempotency_key` and `claim_job`, conditional writes (CQL LWTs).
+//! Backends:
+//! `RedbMetaStore` (embedded, the single-node default) and `ScyllaMetaStore` (in
+//! `pixelmill-meta-scylla`). `suite` is the conformance suite every backend runs.
 
 mod error;
 mod redb_store;
@@ -38,6 +40,17 @@ pub trait MetaStore: Send + Sync + 'static {
     /// because only the lease holder writes a running job).
     async fn put_job(&self, job: &JobRecord) -> MetaResult<()>;
     async fn get_job(&self, tenant: &TenantId, id: &JobId) -> MetaResult<Option<JobRecord>>;
+
+    /// Makes `region` the owner of an existing job if `expected` still owns it (`None`: no
+    /// region has claimed it yet); `true` when this call won. A conditional update (a CQL LWT on
+    /// the owner), so of two regions adopting a job whose home region is gone only one wins.
+    async fn claim_job(
+        &self,
+        tenant: &TenantId,
+        id: &JobId,
+        expected: Option<&str>,
+        region: &str,
+    ) -> MetaResult<bool>;
 
     /// Stores `record` unless an unexpired record exists for (tenant, key); never overwrites.
     async fn insert_idempotency_key(

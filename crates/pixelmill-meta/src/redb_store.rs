@@ -11,11 +11,11 @@ use pixelmill_core::{
     BlobKey, EventId, IdempotencyRecord, ImageId, ImageRecord, JobId, JobRecord, LinkRecord,
     LinkToken, OutboxEvent, TenantId, UnixMillis,
 };
-use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 use std::{path::Path, sync::Arc};
 use tables::{
     db_err, due_keys, get_record, load_all, put_record, scoped_key, take_record, IDEMPOTENCY,
-    IDEMPOTENCY_BY_EXPIRY, IMAGES, JOBS, LINKS, LINKS_BY_BLOB, LINKS_BY_EXPIRY, OUTBOX,
+    IDEMPOTENCY_BY_EXPIRY, IMAGES, JOBS, JOB_OWNERS, LINKS, LINKS_BY_BLOB, LINKS_BY_EXPIRY, OUTBOX,
     OUTBOX_BY_DUE,
 };
 
@@ -40,7 +40,7 @@ impl RedbMetaStore {
             ))
         })?;
         let txn = db.begin_write().map_err(db_err)?;
-        for records in [IMAGES, JOBS, LINKS, IDEMPOTENCY, OUTBOX] {
+        for records in [IMAGES, JOBS, LINKS, IDEMPOTENCY, OUTBOX, JOB_OWNERS] {
             txn.open_table(records).map_err(db_err)?;
         }
         for index in [LINKS_BY_EXPIRY, OUTBOX_BY_DUE, IDEMPOTENCY_BY_EXPIRY] {
@@ -154,6 +154,42 @@ impl MetaStore for RedbMetaStore {
         let key = scoped_key(tenant, id.as_str());
         self.read(move |txn| get_record(&txn.open_table(JOBS).map_err(db_err)?, &key))
             .await
+    }
+
+    async fn claim_job(
+        &self,
+        tenant: &TenantId,
+        id: &JobId,
+        expected: Option<&str>,
+        region: &str,
+    ) -> MetaResult<bool> {
+        let key = scoped_key(tenant, id.as_str());
+        let (expected, region) = (expected.map(str::to_owned), region.to_owned());
+        // One write transaction: the check and the update are atomic, like a CQL LWT.
+        self.write(move |txn| {
+            if txn
+                .open_table(JOBS)
+                .map_err(db_err)?
+                .get(key.as_str())
+                .map_err(db_err)?
+                .is_none()
+            {
+                return Ok(false);
+            }
+            let mut owners = txn.open_table(JOB_OWNERS).map_err(db_err)?;
+            let current = owners
+                .get(key.as_str())
+                .map_err(db_err)?
+                .map(|owner| String::from_utf8_lossy(owner.value()).into_owned());
+            if current != expected {
+                return Ok(false);
+            }
+            owners
+                .insert(key.as_str(), region.as_bytes())
+                .map_err(db_err)?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn insert_idempotency_key(

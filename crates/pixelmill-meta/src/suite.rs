@@ -24,6 +24,8 @@ pub async fn run_all(store: Arc<dyn MetaStore>) {
     idempotency(&*store).await;
     idempotency_expiry(&*store).await;
     idempotency_concurrency(Arc::clone(&store)).await;
+    job_claims(&*store).await;
+    job_claim_concurrency(Arc::clone(&store)).await;
     links(&*store).await;
     expired_links(&*store).await;
     blob_links(&*store).await;
@@ -143,6 +145,59 @@ pub async fn idempotency_concurrency(store: Arc<dyn MetaStore>) {
         seen.iter().all(|r| *r == winners[0]),
         "every loser sees the winner's record"
     );
+}
+
+/// A job changes owner only from the owner the claimant expected; missing jobs cannot be claimed.
+pub async fn job_claims(store: &dyn MetaStore) {
+    let tenant = unique_tenant();
+    let j = job(&tenant);
+    let claim = |expected, region| store.claim_job(&tenant, &j.id, expected, region);
+    assert!(
+        !claim(None, "eu").await.unwrap(),
+        "a job that does not exist"
+    );
+    store.put_job(&j).await.unwrap();
+    assert!(
+        claim(None, "eu").await.unwrap(),
+        "the first claim of an unowned job"
+    );
+    assert!(!claim(None, "us").await.unwrap(), "owned by eu now");
+    assert!(!claim(Some("us"), "ap").await.unwrap(), "us never owned it");
+    assert!(
+        claim(Some("eu"), "us").await.unwrap(),
+        "us adopts it from eu"
+    );
+    assert!(!claim(Some("eu"), "ap").await.unwrap(), "eu lost it");
+    let stored = store.get_job(&tenant, &j.id).await.unwrap();
+    assert_eq!(stored, Some(j.clone()), "claims leave the record as it was");
+    store.put_job(&j).await.unwrap();
+    assert!(
+        claim(Some("us"), "eu").await.unwrap(),
+        "storing the record keeps its owner"
+    );
+}
+
+/// Regions racing to adopt one job: exactly one wins.
+pub async fn job_claim_concurrency(store: Arc<dyn MetaStore>) {
+    let tenant = unique_tenant();
+    let j = job(&tenant);
+    store.put_job(&j).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (store, tenant, id) = (Arc::clone(&store), tenant.clone(), j.id.clone());
+            tokio::spawn(async move {
+                store
+                    .claim_job(&tenant, &id, None, &format!("region-{i}"))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    assert_eq!(winners, 1, "exactly one concurrent claim wins");
 }
 
 pub async fn links(store: &dyn MetaStore) {

@@ -3,19 +3,39 @@
 use crate::{Config, NodeError};
 use pixelmill_blob::{BlobStore, FsBlobStore};
 use pixelmill_meta::{MetaStore, RedbMetaStore};
+use pixelmill_meta_scylla::{ScyllaConfig, ScyllaMetaStore};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub fn meta_store(config: &Config) -> Result<Arc<dyn MetaStore>, NodeError> {
+/// `embedded` (or empty): redb under the data dir. `scylla://…`: a ScyllaDB or Cassandra
+/// cluster, whose schema migrations are applied on the way (see `ScyllaConfig::from_url`).
+pub async fn meta_store(config: &Config) -> Result<Arc<dyn MetaStore>, NodeError> {
     match config.meta.as_str() {
         "" | "embedded" => {
             let store = RedbMetaStore::open(&config.data_dir.join("meta.redb"))?;
             Ok(Arc::new(store))
         }
+        url if url.starts_with("scylla://") => {
+            let scylla = ScyllaConfig::from_url(url).map_err(NodeError::Config)?;
+            Ok(Arc::new(ScyllaMetaStore::open(scylla).await?))
+        }
         other => Err(NodeError::Config(format!(
-            "unsupported metadata backend {other:?}: use \"embedded\" (scylla:// arrives with the ScyllaDB backend)"
+            "unsupported metadata backend {other:?}: use \"embedded\" or \
+             scylla://host:9042[,host:9042…][/keyspace][?local_dc=…&replication=dc:n,…]"
         ))),
     }
+}
+
+/// Applies the schema migrations a `scylla://` metadata store lacks (`pixelmill migrate`); the
+/// versions applied. The embedded store needs none.
+pub async fn migrate_meta(url: &str) -> Result<Vec<i32>, NodeError> {
+    let Some(_) = url.strip_prefix("scylla://") else {
+        return Err(NodeError::Config(format!(
+            "{url:?} has no schema to migrate; migrations are for scylla:// metadata stores"
+        )));
+    };
+    let config = ScyllaConfig::from_url(url).map_err(NodeError::Config)?;
+    Ok(ScyllaMetaStore::migrate_only(&config).await?)
 }
 
 pub fn blob_store(config: &Config) -> Result<Arc<dyn BlobStore>, NodeError> {

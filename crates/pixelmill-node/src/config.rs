@@ -15,7 +15,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Base of URLs handed to clients (download links, status URLs). Default `http://<listen>`.
     pub public_url: Option<String>,
-    /// Metadata backend: `embedded` (redb file under the data dir). Default `embedded`.
+    /// Metadata backend: `embedded` (redb file under the data dir), or `scylla://…` (a ScyllaDB or
+    /// Cassandra cluster; see `ScyllaConfig::from_url` and docs/CONSISTENCY.md). Default `embedded`.
     pub meta: String,
     /// Blob backend: `file://<path>`; empty means `<data_dir>/blobs`. Default empty.
     pub blob: String,

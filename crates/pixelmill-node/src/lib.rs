@@ -24,6 +24,7 @@ mod supervisor;
 mod upload;
 mod worker;
 
+pub use backends::migrate_meta;
 pub use config::Config;
 pub use runner::{JobExecutor, JobFailure, JobRef, JobRunner};
 
@@ -87,7 +88,7 @@ impl Node {
                 config.data_dir.display()
             ))
         })?;
-        let meta = backends::meta_store(&config)?;
+        let meta = backends::meta_store(&config).await?;
         let blob = backends::blob_store(&config)?;
         let secret = backends::webhook_secret(&config)?;
         let sched = Scheduler::open(

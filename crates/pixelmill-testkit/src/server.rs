@@ -26,15 +26,20 @@ impl Server {
         let mut server = Server {
             bin: bin.as_ref().to_owned(),
             data_dir: data_dir.as_ref().to_owned(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env: Vec::new(),
             port,
             child: None,
         };
+        server.set_env(env);
         server.spawn();
         server
+    }
+
+    fn set_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
     }
 
     pub fn base_url(&self) -> String {
@@ -75,6 +80,13 @@ impl Server {
     /// Starts the process again on the same port and data dir.
     pub fn restart(&mut self) {
         self.kill9();
+        self.spawn();
+    }
+
+    /// Like [`Server::restart`], with `env` instead of the environment it was started with.
+    pub fn restart_with(&mut self, env: &[(&str, &str)]) {
+        self.kill9();
+        self.set_env(env);
         self.spawn();
     }
 

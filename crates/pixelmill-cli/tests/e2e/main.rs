@@ -1,5 +1,9 @@
 //! End-to-end tests: the real `pixelmill` binary on a loopback port, driven over HTTP like a client.
 //! All in one test binary (one link step), one fresh data dir per test.
+//!
+//! With `PIXELMILL_E2E_CQL=host:port` (scripts/test-all runs the suite once more so), every node
+//! keeps its metadata in that Cassandra cluster instead of the embedded store, in a keyspace of
+//! its own.
 
 mod bad_input;
 mod durability;
@@ -23,20 +27,47 @@ pub struct App {
     pub client: Client,
     /// Kept so the data dir lives as long as the app.
     pub _dir: TempDir,
+    /// The node's `PIXELMILL_META` when it is not the embedded store.
+    meta: Option<String>,
+}
+
+impl App {
+    /// Kills the node and starts it again on the same port, data dir and metadata store, with
+    /// `env` instead of the settings it had; the client gets fresh connections.
+    pub fn restart_with(&mut self, env: &[(&str, &str)]) {
+        self.server
+            .restart_with(&node_env(self.meta.as_deref(), env));
+        self.client = Client::new(self.server.base_url());
+    }
 }
 
 /// Starts a fresh node with its own data dir; `env` adds `PIXELMILL_*` settings.
 pub fn spawn_app(env: &[(&str, &str)]) -> App {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut all = vec![("PIXELMILL_WEBHOOK_SECRET", SECRET), ("RUST_LOG", "info")];
-    all.extend_from_slice(env);
-    let server = Server::start(env!("CARGO_BIN_EXE_pixelmill"), dir.path(), &all);
+    let meta = std::env::var("PIXELMILL_E2E_CQL").ok().map(|hosts| {
+        let keyspace = format!("pm_e2e_{:016x}", rand::random::<u64>());
+        format!("scylla://{hosts}/{keyspace}?local_dc=dc1&replication=dc1:1,dc2:1")
+    });
+    let server = Server::start(
+        env!("CARGO_BIN_EXE_pixelmill"),
+        dir.path(),
+        &node_env(meta.as_deref(), env),
+    );
     let client = Client::new(server.base_url());
     App {
         server,
         client,
         _dir: dir,
+        meta,
     }
+}
+
+/// The settings every test node gets, then `env`.
+fn node_env<'a>(meta: Option<&'a str>, env: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut all = vec![("PIXELMILL_WEBHOOK_SECRET", SECRET), ("RUST_LOG", "info")];
+    all.extend(meta.map(|meta| ("PIXELMILL_META", meta)));
+    all.extend_from_slice(env);
+    all
 }
 
 pub fn decode(bytes: &[u8]) -> image::DynamicImage {

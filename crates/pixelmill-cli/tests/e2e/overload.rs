@@ -35,16 +35,10 @@ async fn a_full_queue_sheds_new_jobs_and_keeps_the_accepted_ones() {
     let err: serde_json::Value = response.json().await.unwrap();
     assert_eq!(err["error"]["code"], "overloaded");
 
-    drop(app.server);
-    app.server = pixelmill_testkit::Server::start(
-        env!("CARGO_BIN_EXE_pixelmill"),
-        app._dir.path(),
-        &[("PIXELMILL_WORKERS", "2")],
-    );
-    let c = pixelmill_testkit::Client::new(app.server.base_url());
+    app.restart_with(&[("PIXELMILL_WORKERS", "2")]);
     for id in &accepted {
         assert_eq!(
-            c.wait_job(id, Duration::from_secs(30)).await["status"],
+            app.client.wait_job(id, Duration::from_secs(30)).await["status"],
             "succeeded"
         );
     }

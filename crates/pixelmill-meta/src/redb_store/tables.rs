@@ -24,6 +24,8 @@ pub(super) const LINKS: Records = TableDefinition::new("links");
 pub(super) const IDEMPOTENCY: Records = TableDefinition::new("idempotency");
 /// Key: event id.
 pub(super) const OUTBOX: Records = TableDefinition::new("outbox");
+/// Key: `tenant/id` of a job; value: the region that owns it (UTF-8), absent until claimed.
+pub(super) const JOB_OWNERS: Records = TableDefinition::new("job_owners");
 
 pub(super) const LINKS_BY_EXPIRY: Index<i64> = TableDefinition::new("links_by_expiry");
 pub(super) const LINKS_BY_BLOB: Index<&'static str> = TableDefinition::new("links_by_blob");

@@ -1,0 +1,699 @@
+//! `ScyllaMetaStore`: the `MetaStore` on a CQL cluster. Statements are prepared once at start-up,
+//! each with the consistency of its operation class (see `Consistencies`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::try_join_all;
+use futures::TryStreamExt;
+use pixelmill_core::{
+    now_ms, BlobKey, EventId, IdempotencyRecord, ImageId, ImageRecord, JobId, JobRecord,
+    LinkRecord, LinkToken, OutboxEvent, TenantId, UnixMillis,
+};
+use pixelmill_meta::{Inserted, MetaError, MetaResult, MetaStore};
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::policies::load_balancing::DefaultPolicy;
+use scylla::policies::speculative_execution::SimpleSpeculativeExecutionPolicy;
+use scylla::response::query_result::QueryResult;
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::Consistency;
+use scylla::value::{CqlValue, Row};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::config::{Level, ScyllaConfig, Serial};
+use crate::error::{corrupt, from_execution, from_next_row, from_pager, unexpected};
+use crate::schema::{migrate, OUTBOX_SHARDS};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Metadata in a ScyllaDB (or Apache Cassandra) cluster.
+pub struct ScyllaMetaStore {
+    session: Session,
+    statements: Statements,
+    config: ScyllaConfig,
+}
+
+impl std::fmt::Debug for ScyllaMetaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScyllaMetaStore")
+            .field("hosts", &self.config.hosts)
+            .field("keyspace", &self.config.keyspace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScyllaMetaStore {
+    /// Connects, applies the schema migrations the keyspace lacks, and prepares every statement.
+    pub async fn open(config: ScyllaConfig) -> MetaResult<Self> {
+        let mut policy = DefaultPolicy::builder().token_aware(true);
+        if let Some(dc) = &config.local_dc {
+            // A region answers from its own datacenter; LOCAL_* levels count its replicas only,
+            // and failing over to another region is the clients' and geo-DNS's job, not ours.
+            policy = policy
+                .prefer_datacenter(dc.clone())
+                .permit_dc_failover(false);
+        }
+        let profile = ExecutionProfile::builder()
+            .load_balancing_policy(policy.build())
+            .request_timeout(Some(config.request_timeout))
+            // Only statements marked idempotent (the reads) are ever sent twice.
+            .speculative_execution_policy(Some(Arc::new(SimpleSpeculativeExecutionPolicy {
+                max_retry_count: 1,
+                retry_interval: Duration::from_millis(100),
+            })))
+            .build();
+        let session = SessionBuilder::new()
+            .known_nodes(&config.hosts)
+            .default_execution_profile_handle(profile.into_handle())
+            .build()
+            .await
+            .map_err(|e| {
+                MetaError::Unavailable(format!(
+                    "cannot connect to the CQL cluster at {} ({e}); check that it runs and that \
+                     --meta names its hosts",
+                    config.hosts.join(",")
+                ))
+            })?;
+        migrate(&session, &config).await?;
+        let statements = Statements::prepare(&session, &config).await?;
+        Ok(Self {
+            session,
+            statements,
+            config,
+        })
+    }
+
+    /// Runs the migrations only (`pixelmill migrate`): the versions this call applied.
+    pub async fn migrate_only(config: &ScyllaConfig) -> MetaResult<Vec<i32>> {
+        let session = SessionBuilder::new()
+            .known_nodes(&config.hosts)
+            .build()
+            .await
+            .map_err(|e| {
+                MetaError::Unavailable(format!("cannot connect to {}: {e}", config.hosts.join(",")))
+            })?;
+        migrate(&session, config).await
+    }
+
+    async fn run(
+        &self,
+        what: &str,
+        statement: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> MetaResult<QueryResult> {
+        self.session
+            .execute_unpaged(statement, values)
+            .await
+            .map_err(|e| from_execution(what, e))
+    }
+
+    /// The JSON bodies of the rows `statement` returns, parsed; fetched page by page (the
+    /// statement's page size), so a large partition never arrives as one response.
+    async fn bodies<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        statement: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> MetaResult<Vec<T>> {
+        let mut rows = self
+            .session
+            .execute_iter(statement.clone(), values)
+            .await
+            .map_err(|e| from_pager(what, e))?
+            .rows_stream::<(String,)>()
+            .map_err(|e| unexpected(what, e))?;
+        let mut bodies = Vec::new();
+        while let Some((body,)) = rows.try_next().await.map_err(|e| from_next_row(what, e))? {
+            bodies.push(serde_json::from_str(&body).map_err(|e| corrupt(what, e))?);
+        }
+        Ok(bodies)
+    }
+
+    async fn body<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        statement: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> MetaResult<Option<T>> {
+        Ok(self
+            .bodies(what, statement, values)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn batch(
+        &self,
+        what: &str,
+        batch: &Batch,
+        values: impl scylla::serialize::batch::BatchValues,
+    ) -> MetaResult<()> {
+        self.session
+            .batch(batch, values)
+            .await
+            .map(drop)
+            .map_err(|e| from_execution(what, e))
+    }
+
+    /// A link's TTL in seconds: its rows outlive its expiry by `link_retention`.
+    fn link_ttl(&self, expires_at: UnixMillis) -> i32 {
+        let until = expires_at + self.config.link_retention.as_millis() as i64 - now_ms();
+        (until / 1000).clamp(1, i32::MAX.into()) as i32
+    }
+}
+
+fn json<T: Serialize>(record: &T) -> String {
+    serde_json::to_string(record).expect("records serialize to JSON")
+}
+
+/// The UTC day a time falls on, the partition of `links_by_expiry`.
+fn day_of(ms: UnixMillis) -> i32 {
+    ms.div_euclid(DAY_MS) as i32
+}
+
+/// The `outbox_due` shard of an event: a stable hash of its id.
+fn shard_of(event: &EventId) -> i32 {
+    let hash = event
+        .as_str()
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    (hash % OUTBOX_SHARDS as u32) as i32
+}
+
+/// Write timestamps for a batch that first deletes a row's old index entries and then writes
+/// its new ones, possibly under the same keys: within one timestamp a delete wins, so the
+/// writes go one microsecond later.
+fn delete_then_write() -> (i64, i64) {
+    let micros = now_ms() * 1000;
+    (micros, micros + 1)
+}
+
+#[async_trait]
+impl MetaStore for ScyllaMetaStore {
+    async fn put_image(&self, image: &ImageRecord) -> MetaResult<()> {
+        let s = &self.statements;
+        let values = (image.tenant.as_str(), image.id.as_str(), json(image));
+        self.run("storing an image", &s.put_image, values)
+            .await
+            .map(drop)
+    }
+
+    async fn get_image(&self, tenant: &TenantId, id: &ImageId) -> MetaResult<Option<ImageRecord>> {
+        let s = &self.statements;
+        let values = (tenant.as_str(), id.as_str());
+        self.body("reading an image", &s.get_image, values).await
+    }
+
+    async fn put_job(&self, job: &JobRecord) -> MetaResult<()> {
+        let s = &self.statements;
+        let values = (job.tenant.as_str(), job.id.as_str(), json(job));
+        self.run("storing a job", &s.put_job, values)
+            .await
+            .map(drop)
+    }
+
+    async fn get_job(&self, tenant: &TenantId, id: &JobId) -> MetaResult<Option<JobRecord>> {
+        let s = &self.statements;
+        self.body("reading a job", &s.get_job, (tenant.as_str(), id.as_str()))
+            .await
+    }
+
+    async fn claim_job(
+        &self,
+        tenant: &TenantId,
+        id: &JobId,
+        expected: Option<&str>,
+        region: &str,
+    ) -> MetaResult<bool> {
+        let what = "claiming a job";
+        let s = &self.statements;
+        let values = (region, tenant.as_str(), id.as_str(), expected);
+        match self.run(what, &s.claim_job, values).await {
+            Ok(result) => applied(what, result).map(|(applied, _)| applied),
+            // A timed-out compare-and-set may still have applied: a serial read completes any
+            // round in flight and shows who owns the job now.
+            Err(MetaError::Timeout(_)) => {
+                let key = (tenant.as_str(), id.as_str());
+                let rows = self
+                    .run(what, &s.get_owner, key)
+                    .await?
+                    .into_rows_result()
+                    .map_err(|e| unexpected(what, e))?;
+                let owner = rows
+                    .maybe_first_row::<(Option<String>,)>()
+                    .map_err(|e| unexpected(what, e))?
+                    .and_then(|(owner,)| owner);
+                Ok(owner.as_deref() == Some(region))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn insert_idempotency_key(
+        &self,
+        record: &IdempotencyRecord,
+        now: UnixMillis,
+    ) -> MetaResult<Inserted<IdempotencyRecord>> {
+        let what = "checking an idempotency key";
+        let s = &self.statements;
+        // Cassandra expires the row by its own clock; `now` is the caller's, so a key past its
+        // expiry by `now` but not yet dropped is replaced with a second compare-and-set.
+        let ttl = ((record.expires_at - now_ms()) / 1000).clamp(1, i32::MAX.into()) as i32;
+        let body = json(record);
+        let (tenant, key) = (record.tenant.as_str(), record.key.as_str());
+        // A serial read sees every committed compare-and-set and completes any in flight: it
+        // settles a lost race, and a timed-out compare-and-set whose outcome is unknown.
+        let settle = || async {
+            let current: Option<IdempotencyRecord> =
+                self.body(what, &s.get_idempotency, (tenant, key)).await?;
+            match current {
+                Some(current) if current == *record => Ok(Inserted::New),
+                Some(current) => Ok(Inserted::Existing(current)),
+                None => Err(MetaError::Timeout(format!(
+                    "{what}: the key could not be stored in time; send the request again"
+                ))),
+            }
+        };
+        let insert = (tenant, key, &body, record.expires_at, ttl);
+        let existing: IdempotencyRecord = match self.run(what, &s.insert_idempotency, insert).await
+        {
+            Ok(result) => match applied(what, result)? {
+                (true, _) => return Ok(Inserted::New),
+                (false, existing) => existing_body(what, existing)?,
+            },
+            Err(MetaError::Timeout(_)) => match settle().await? {
+                Inserted::Existing(existing) if existing.expires_at <= now => existing,
+                settled => return Ok(settled),
+            },
+            Err(err) => return Err(err),
+        };
+        if existing.expires_at > now {
+            return Ok(Inserted::Existing(existing));
+        }
+        let replace = (
+            ttl,
+            &body,
+            record.expires_at,
+            tenant,
+            key,
+            existing.expires_at,
+        );
+        let replaced = match self.run(what, &s.replace_idempotency, replace).await {
+            Ok(result) => applied(what, result)?.0,
+            Err(MetaError::Timeout(_)) => false,
+            Err(err) => return Err(err),
+        };
+        if replaced {
+            return Ok(Inserted::New);
+        }
+        // Another request replaced it first, or the outcome is unknown.
+        settle().await
+    }
+
+    async fn put_link(&self, link: &LinkRecord) -> MetaResult<()> {
+        let what = "storing a link";
+        let s = &self.statements;
+        let previous: Option<LinkRecord> = self
+            .body(what, &s.get_link_for_update, (link.token.as_str(),))
+            .await?;
+        let old = previous.as_ref().unwrap_or(link);
+        let (deleted_at, written_at) = delete_then_write();
+        let (token, body, ttl) = (
+            link.token.as_str(),
+            json(link),
+            self.link_ttl(link.expires_at),
+        );
+        let values = (
+            (deleted_at, day_of(old.expires_at), old.expires_at, token),
+            (deleted_at, old.blob_key.as_str(), token),
+            (token, &body, ttl, written_at),
+            (
+                day_of(link.expires_at),
+                link.expires_at,
+                token,
+                &body,
+                ttl,
+                written_at,
+            ),
+            (link.blob_key.as_str(), token, ttl, written_at),
+        );
+        self.batch(what, &s.put_link, values).await
+    }
+
+    async fn get_link(&self, token: &LinkToken) -> MetaResult<Option<LinkRecord>> {
+        let s = &self.statements;
+        let found = self
+            .body("looking up a link", &s.get_link, (token.as_str(),))
+            .await?;
+        let (None, Some(fallback)) = (&found, &s.get_link_fallback) else {
+            return Ok(found);
+        };
+        // Not in this region (yet): the link may have been created in another one moments
+        // ago. If that one cannot be reached, the local answer stands.
+        match self
+            .body(
+                "looking up a link in every region",
+                fallback,
+                (token.as_str(),),
+            )
+            .await
+        {
+            Ok(found) => Ok(found),
+            Err(err) if err.is_retryable() => {
+                tracing::debug!(%err, "link not found locally, and the other regions did not answer");
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn delete_link(&self, token: &LinkToken) -> MetaResult<()> {
+        let what = "deleting a link";
+        let s = &self.statements;
+        let Some(link): Option<LinkRecord> = self
+            .body(what, &s.get_link_for_update, (token.as_str(),))
+            .await?
+        else {
+            return Ok(());
+        };
+        let token = token.as_str();
+        let values = (
+            (token,),
+            (day_of(link.expires_at), link.expires_at, token),
+            (link.blob_key.as_str(), token),
+        );
+        self.batch(what, &s.delete_link, values).await
+    }
+
+    async fn expired_links(&self, now: UnixMillis, limit: usize) -> MetaResult<Vec<LinkRecord>> {
+        let what = "finding expired links";
+        // Day partitions oldest first, back as far as rows can live past their expiry.
+        let oldest = day_of(now - self.config.link_retention.as_millis() as i64);
+        let mut found = Vec::new();
+        for day in oldest..=day_of(now) {
+            let room = (limit - found.len()) as i32;
+            let values = (day, now, room);
+            found.extend(
+                self.bodies::<LinkRecord>(what, &self.statements.expired_links, values)
+                    .await?,
+            );
+            if found.len() >= limit {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    async fn blob_has_links(&self, blob: &BlobKey) -> MetaResult<bool> {
+        let what = "checking an output's links";
+        let rows = self
+            .run(what, &self.statements.blob_has_links, (blob.as_str(),))
+            .await?
+            .into_rows_result()
+            .map_err(|e| unexpected(what, e))?;
+        Ok(rows.rows_num() > 0)
+    }
+
+    async fn put_outbox(&self, event: &OutboxEvent) -> MetaResult<()> {
+        let what = "storing an outbox event";
+        let s = &self.statements;
+        let id = event.event_id.as_str();
+        let previous: Option<OutboxEvent> = self.body(what, &s.get_outbox, (id,)).await?;
+        let old = previous.as_ref().unwrap_or(event).next_attempt_at;
+        let (deleted_at, written_at) = delete_then_write();
+        let (shard, body) = (shard_of(&event.event_id), json(event));
+        let values = (
+            (deleted_at, shard, old, id),
+            (id, &body, event.next_attempt_at, written_at),
+            (shard, event.next_attempt_at, id, &body, written_at),
+        );
+        self.batch(what, &s.put_outbox, values).await
+    }
+
+    async fn due_outbox(&self, now: UnixMillis, limit: usize) -> MetaResult<Vec<OutboxEvent>> {
+        let what = "finding due outbox events";
+        let shard_reads = (0..OUTBOX_SHARDS).map(|shard| {
+            self.bodies::<OutboxEvent>(
+                what,
+                &self.statements.due_outbox,
+                (shard, now, limit as i32),
+            )
+        });
+        let mut due: Vec<OutboxEvent> = try_join_all(shard_reads)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        due.sort_by_key(|e| e.next_attempt_at);
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn delete_outbox(&self, event_id: &EventId) -> MetaResult<()> {
+        let what = "deleting an outbox event";
+        let s = &self.statements;
+        let id = event_id.as_str();
+        let Some(event): Option<OutboxEvent> = self.body(what, &s.get_outbox, (id,)).await? else {
+            return Ok(());
+        };
+        let values = ((id,), (shard_of(event_id), event.next_attempt_at, id));
+        self.batch(what, &s.delete_outbox, values).await
+    }
+
+    async fn ping(&self) -> MetaResult<()> {
+        self.run("pinging the cluster", &self.statements.ping, ())
+            .await
+            .map(drop)
+    }
+}
+
+/// Whether a conditional statement applied, and the row it found when it did not.
+fn applied(what: &str, result: QueryResult) -> MetaResult<(bool, Option<Row>)> {
+    let rows = result.into_rows_result().map_err(|e| unexpected(what, e))?;
+    let row = rows.single_row::<Row>().map_err(|e| unexpected(what, e))?;
+    let applied = matches!(row.columns.first(), Some(Some(CqlValue::Boolean(true))));
+    Ok((applied, (!applied).then_some(row)))
+}
+
+/// The `body` column of the row a failed conditional statement returned.
+fn existing_body<T: DeserializeOwned>(what: &str, row: Option<Row>) -> MetaResult<T> {
+    let body = row
+        .into_iter()
+        .flat_map(|row| row.columns)
+        .find_map(|column| match column {
+            Some(CqlValue::Text(text)) if text.starts_with('{') => Some(text),
+            _ => None,
+        })
+        .ok_or_else(|| unexpected(what, "the conditional write returned no existing record"))?;
+    serde_json::from_str(&body).map_err(|e| corrupt(what, e))
+}
+
+/// Every statement, prepared with its class's consistency.
+struct Statements {
+    put_image: PreparedStatement,
+    get_image: PreparedStatement,
+    put_job: PreparedStatement,
+    get_job: PreparedStatement,
+    claim_job: PreparedStatement,
+    get_owner: PreparedStatement,
+    insert_idempotency: PreparedStatement,
+    replace_idempotency: PreparedStatement,
+    get_idempotency: PreparedStatement,
+    put_link: Batch,
+    get_link: PreparedStatement,
+    get_link_fallback: Option<PreparedStatement>,
+    get_link_for_update: PreparedStatement,
+    delete_link: Batch,
+    expired_links: PreparedStatement,
+    blob_has_links: PreparedStatement,
+    get_outbox: PreparedStatement,
+    put_outbox: Batch,
+    due_outbox: PreparedStatement,
+    delete_outbox: Batch,
+    ping: PreparedStatement,
+}
+
+impl Statements {
+    async fn prepare(session: &Session, config: &ScyllaConfig) -> MetaResult<Self> {
+        let ks = &config.keyspace;
+        let c = &config.consistency;
+        let prepare = |cql: String, level: Level, idempotent: bool| async move {
+            let cql = cql.replace("{ks}", ks);
+            let mut statement = session
+                .prepare(cql.as_str())
+                .await
+                .map_err(|e| MetaError::Internal(format!("preparing `{cql}`: {e}")))?;
+            statement.set_consistency(level.0);
+            statement.set_is_idempotent(idempotent);
+            Ok::<_, MetaError>(statement)
+        };
+        // Reads may be sent twice (speculative execution); writes and conditions never are.
+        let read = |cql: &str, level| prepare(cql.to_owned(), level, true);
+        let write = |cql: &str, level| prepare(cql.to_owned(), level, false);
+        let conditional = |cql: &str, level, serial: Serial| {
+            let prepared = prepare(cql.to_owned(), level, false);
+            async move {
+                let mut statement = prepared.await?;
+                statement.set_serial_consistency(Some(serial.0));
+                Ok::<_, MetaError>(statement)
+            }
+        };
+        let batch = |statements: Vec<PreparedStatement>, level: Level| {
+            let mut batch = Batch::new(BatchType::Logged);
+            for statement in statements {
+                batch.append_statement(statement);
+            }
+            batch.set_consistency(level.0);
+            batch
+        };
+        let serial_read = |serial: Serial| {
+            Level(match serial.0 {
+                scylla::statement::SerialConsistency::Serial => Consistency::Serial,
+                scylla::statement::SerialConsistency::LocalSerial => Consistency::LocalSerial,
+            })
+        };
+        const LINK: &str = "SELECT body FROM {ks}.links WHERE link_token = ?";
+        const IDEMPOTENCY: &str =
+            "SELECT body FROM {ks}.idempotency_keys WHERE tenant = ? AND idem_key = ?";
+        let (links, outbox) = (c.link_create, c.housekeeping);
+        Ok(Self {
+            put_image: write("INSERT INTO {ks}.images (tenant, id, body) VALUES (?, ?, ?)", c.upload_write).await?,
+            get_image: read("SELECT body FROM {ks}.images WHERE tenant = ? AND id = ?", c.reads).await?,
+            put_job: write("INSERT INTO {ks}.jobs (tenant, id, body) VALUES (?, ?, ?)", c.job_transition).await?,
+            get_job: read("SELECT body FROM {ks}.jobs WHERE tenant = ? AND id = ?", c.reads).await?,
+            claim_job: conditional(
+                "UPDATE {ks}.jobs SET owner = ? WHERE tenant = ? AND id = ? IF body != null AND owner = ?",
+                c.job_transition,
+                c.adoption_serial,
+            )
+            .await?,
+            get_owner: read(
+                "SELECT owner FROM {ks}.jobs WHERE tenant = ? AND id = ?",
+                serial_read(c.adoption_serial),
+            )
+            .await?,
+            insert_idempotency: conditional(
+                "INSERT INTO {ks}.idempotency_keys (tenant, idem_key, body, expires_at) VALUES (?, ?, ?, ?) \
+                 IF NOT EXISTS USING TTL ?",
+                c.job_transition,
+                c.idempotency_serial,
+            )
+            .await?,
+            replace_idempotency: conditional(
+                "UPDATE {ks}.idempotency_keys USING TTL ? SET body = ?, expires_at = ? \
+                 WHERE tenant = ? AND idem_key = ? IF expires_at = ?",
+                c.job_transition,
+                c.idempotency_serial,
+            )
+            .await?,
+            get_idempotency: read(IDEMPOTENCY, serial_read(c.idempotency_serial)).await?,
+            put_link: batch(
+                vec![
+                    write(
+                        "DELETE FROM {ks}.links_by_expiry USING TIMESTAMP ? \
+                         WHERE day = ? AND expires_at = ? AND link_token = ?",
+                        links,
+                    )
+                    .await?,
+                    write(
+                        "DELETE FROM {ks}.links_by_blob USING TIMESTAMP ? WHERE blob_key = ? AND link_token = ?",
+                        links,
+                    )
+                    .await?,
+                    write(
+                        "INSERT INTO {ks}.links (link_token, body) VALUES (?, ?) USING TTL ? AND TIMESTAMP ?",
+                        links,
+                    )
+                    .await?,
+                    write(
+                        "INSERT INTO {ks}.links_by_expiry (day, expires_at, link_token, body) \
+                         VALUES (?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?",
+                        links,
+                    )
+                    .await?,
+                    write(
+                        "INSERT INTO {ks}.links_by_blob (blob_key, link_token) VALUES (?, ?) \
+                         USING TTL ? AND TIMESTAMP ?",
+                        links,
+                    )
+                    .await?,
+                ],
+                links,
+            ),
+            get_link: read(LINK, c.link_lookup).await?,
+            get_link_fallback: match c.link_lookup_fallback {
+                Some(level) => Some(read(LINK, level).await?),
+                None => None,
+            },
+            get_link_for_update: read(LINK, links).await?,
+            delete_link: batch(
+                vec![
+                    write("DELETE FROM {ks}.links WHERE link_token = ?", links).await?,
+                    write(
+                        "DELETE FROM {ks}.links_by_expiry WHERE day = ? AND expires_at = ? AND link_token = ?",
+                        links,
+                    )
+                    .await?,
+                    write("DELETE FROM {ks}.links_by_blob WHERE blob_key = ? AND link_token = ?", links).await?,
+                ],
+                links,
+            ),
+            expired_links: read(
+                "SELECT body FROM {ks}.links_by_expiry WHERE day = ? AND expires_at <= ? LIMIT ?",
+                c.housekeeping,
+            )
+            .await?,
+            blob_has_links: read(
+                "SELECT link_token FROM {ks}.links_by_blob WHERE blob_key = ? LIMIT 1",
+                c.housekeeping,
+            )
+            .await?,
+            get_outbox: read("SELECT body FROM {ks}.outbox WHERE event_id = ?", outbox).await?,
+            put_outbox: batch(
+                vec![
+                    write(
+                        "DELETE FROM {ks}.outbox_due USING TIMESTAMP ? \
+                         WHERE shard = ? AND next_attempt_at = ? AND event_id = ?",
+                        outbox,
+                    )
+                    .await?,
+                    write(
+                        "INSERT INTO {ks}.outbox (event_id, body, next_attempt_at) VALUES (?, ?, ?) \
+                         USING TIMESTAMP ?",
+                        outbox,
+                    )
+                    .await?,
+                    write(
+                        "INSERT INTO {ks}.outbox_due (shard, next_attempt_at, event_id, body) \
+                         VALUES (?, ?, ?, ?) USING TIMESTAMP ?",
+                        outbox,
+                    )
+                    .await?,
+                ],
+                outbox,
+            ),
+            due_outbox: read(
+                "SELECT body FROM {ks}.outbox_due WHERE shard = ? AND next_attempt_at <= ? LIMIT ?",
+                outbox,
+            )
+            .await?,
+            delete_outbox: batch(
+                vec![
+                    write("DELETE FROM {ks}.outbox WHERE event_id = ?", outbox).await?,
+                    write(
+                        "DELETE FROM {ks}.outbox_due WHERE shard = ? AND next_attempt_at = ? AND event_id = ?",
+                        outbox,
+                    )
+                    .await?,
+                ],
+                outbox,
+            ),
+            ping: read("SELECT release_version FROM system.local", Level(Consistency::LocalOne)).await?,
+        })
+    }
+}
