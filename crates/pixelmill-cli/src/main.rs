@@ -31,7 +31,29 @@ enum Command {
         /// The metadata store, as for `serve --meta`
         #[arg(long, env = "PIXELMILL_META")]
         meta: String,
+        #[command(flatten)]
+        region: RegionArgs,
     },
+}
+
+/// Where a node sits among the regions (regions/README.md).
+#[derive(Args)]
+struct RegionArgs {
+    /// This node's region, a file <regions-dir>/<region>.toml; a scylla:// store takes its datacenter, hosts and every region's replicas from those files [default: none]
+    #[arg(long, env = "PIXELMILL_REGION")]
+    region: Option<String>,
+    /// Directory of the region files [default: ./regions]
+    #[arg(long, env = "PIXELMILL_REGIONS_DIR")]
+    regions_dir: Option<PathBuf>,
+}
+
+impl RegionArgs {
+    fn apply(self, config: &mut Config) {
+        config.region = self.region.or(config.region.take());
+        if let Some(dir) = self.regions_dir {
+            config.regions_dir = dir;
+        }
+    }
 }
 
 /// Each flag overrides the built-in default shown in its help.
@@ -46,9 +68,11 @@ struct ServeArgs {
     /// Base URL put in download links and status URLs [default: http://<listen>]
     #[arg(long, env = "PIXELMILL_PUBLIC_URL")]
     public_url: Option<String>,
-    /// Metadata backend: embedded, or scylla://host:9042[,host…][/keyspace][?local_dc=…&replication=dc:n,…&<class>=<level>] (docs/CONSISTENCY.md) [default: embedded]
+    /// Metadata backend: embedded, or scylla://[host:9042,…]/[keyspace][?local_dc=…&replication=dc:n,…&<class>=<level>] (docs/CONSISTENCY.md; with --region, hosts, local_dc and replication default to the region files) [default: embedded]
     #[arg(long, env = "PIXELMILL_META")]
     meta: Option<String>,
+    #[command(flatten)]
+    region: RegionArgs,
     /// Blob backend, file:///path [default: <data-dir>/blobs]
     #[arg(long, env = "PIXELMILL_BLOB")]
     blob: Option<String>,
@@ -197,6 +221,7 @@ impl ServeArgs {
         c.render_signing_key = self.render_signing_key.or(c.render_signing_key);
         c.public_url = self.public_url.or(c.public_url);
         c.webhook_secret = self.webhook_secret.or(c.webhook_secret);
+        self.region.apply(&mut c);
         c
     }
 }
@@ -213,8 +238,13 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve((*args).into_config()).await,
         Command::Process(args) => process(args),
-        Command::Migrate { meta } => {
-            let applied = pixelmill_node::migrate_meta(&meta)
+        Command::Migrate { meta, region } => {
+            let mut config = Config {
+                meta,
+                ..Config::default()
+            };
+            region.apply(&mut config);
+            let applied = pixelmill_node::migrate_meta(&config)
                 .await
                 .context("the migration failed")?;
             println!("schema migrations applied: {applied:?} (an empty list: it was up to date)");

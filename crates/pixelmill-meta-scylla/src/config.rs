@@ -146,11 +146,28 @@ pub struct ScyllaConfig {
     pub link_retention: Duration,
 }
 
+/// Where a node sits, from its region file (regions/): fills in what a URL leaves out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Placement {
+    /// The node's region's datacenter.
+    pub local_dc: String,
+    /// CQL contact points in that datacenter.
+    pub contact_points: Vec<String>,
+    /// Every region's datacenter with its replicas.
+    pub replication: BTreeMap<String, u32>,
+}
+
 impl ScyllaConfig {
     /// Reads `scylla://host:port[,host:port…][/keyspace][?option=value&…]`. Options:
     /// `local_dc`, `replication` (`dc:n,dc:n`), `request_timeout` (ms), `link_retention` (s),
     /// and one per consistency class (`upload_write=local_quorum`, …, `link_lookup_fallback=none`).
     pub fn from_url(url: &str) -> Result<Self, String> {
+        Self::from_url_in(url, None)
+    }
+
+    /// Like [`ScyllaConfig::from_url`]; hosts, `local_dc` and `replication` the URL leaves out
+    /// come from `placement` (`scylla:///keyspace` then connects to the region's own hosts).
+    pub fn from_url_in(url: &str, placement: Option<&Placement>) -> Result<Self, String> {
         let rest = url.strip_prefix("scylla://").ok_or_else(|| {
             format!("{url:?} is not a scylla:// URL; write scylla://host:9042[/keyspace][?…]")
         })?;
@@ -167,9 +184,16 @@ impl ScyllaConfig {
                 }
             })
             .collect();
-        if hosts.is_empty() {
-            return Err(format!("{url:?} names no host; write scylla://host:9042"));
-        }
+        let hosts = match (hosts.is_empty(), placement) {
+            (false, _) => hosts,
+            (true, Some(placement)) => placement.contact_points.clone(),
+            (true, None) => {
+                return Err(format!(
+                    "{url:?} names no host; write scylla://host:9042, or give the node a --region \
+                     whose file lists its hosts"
+                ))
+            }
+        };
         let keyspace = if keyspace.is_empty() {
             "pixelmill"
         } else {
@@ -199,6 +223,14 @@ impl ScyllaConfig {
             config
                 .set(name, value)
                 .map_err(|e| format!("{name}: {e}"))?;
+        }
+        if let Some(placement) = placement {
+            config
+                .local_dc
+                .get_or_insert_with(|| placement.local_dc.clone());
+            if config.replication.is_empty() {
+                config.replication = placement.replication.clone();
+            }
         }
         if config.replication.is_empty() {
             let dc = config
@@ -285,6 +317,26 @@ mod tests {
             plain.replication,
             BTreeMap::from([("datacenter1".into(), 1)])
         );
+    }
+
+    #[test]
+    fn a_region_fills_in_what_the_url_leaves_out() {
+        let placement = Placement {
+            local_dc: "dc2".into(),
+            contact_points: vec!["127.0.0.2:9042".into()],
+            replication: BTreeMap::from([("dc1".into(), 3), ("dc2".into(), 3)]),
+        };
+        let placed = ScyllaConfig::from_url_in("scylla:///media", Some(&placement)).unwrap();
+        assert_eq!(placed.hosts, ["127.0.0.2:9042"]);
+        assert_eq!(placed.keyspace, "media");
+        assert_eq!(placed.local_dc.as_deref(), Some("dc2"));
+        assert_eq!(placed.replication, placement.replication);
+
+        let url = "scylla://10.0.0.9/media?local_dc=dc1&replication=dc1:1";
+        let explicit = ScyllaConfig::from_url_in(url, Some(&placement)).unwrap();
+        assert_eq!(explicit.hosts, ["10.0.0.9:9042"]);
+        assert_eq!(explicit.local_dc.as_deref(), Some("dc1"));
+        assert_eq!(explicit.replication, BTreeMap::from([("dc1".into(), 1)]));
     }
 
     #[test]

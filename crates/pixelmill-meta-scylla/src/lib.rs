@@ -13,5 +13,5 @@ mod error;
 mod schema;
 mod store;
 
-pub use config::{Consistencies, Level, ScyllaConfig, Serial};
+pub use config::{Consistencies, Level, Placement, ScyllaConfig, Serial};
 pub use store::ScyllaMetaStore;

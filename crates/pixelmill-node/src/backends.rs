@@ -3,7 +3,8 @@
 use crate::{Config, NodeError};
 use pixelmill_blob::{BlobStore, FsBlobStore};
 use pixelmill_meta::{MetaStore, RedbMetaStore};
-use pixelmill_meta_scylla::{ScyllaConfig, ScyllaMetaStore};
+use pixelmill_meta_scylla::{Placement, ScyllaConfig, ScyllaMetaStore};
+use pixelmill_regions::Regions;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,27 +16,50 @@ pub async fn meta_store(config: &Config) -> Result<Arc<dyn MetaStore>, NodeError
             let store = RedbMetaStore::open(&config.data_dir.join("meta.redb"))?;
             Ok(Arc::new(store))
         }
-        url if url.starts_with("scylla://") => {
-            let scylla = ScyllaConfig::from_url(url).map_err(NodeError::Config)?;
-            Ok(Arc::new(ScyllaMetaStore::open(scylla).await?))
-        }
-        other => Err(NodeError::Config(format!(
-            "unsupported metadata backend {other:?}: use \"embedded\" or \
-             scylla://host:9042[,host:9042…][/keyspace][?local_dc=…&replication=dc:n,…]"
-        ))),
+        _ => Ok(Arc::new(
+            ScyllaMetaStore::open(scylla_config(config)?).await?,
+        )),
     }
 }
 
 /// Applies the schema migrations a `scylla://` metadata store lacks (`pixelmill migrate`); the
 /// versions applied. The embedded store needs none.
-pub async fn migrate_meta(url: &str) -> Result<Vec<i32>, NodeError> {
-    let Some(_) = url.strip_prefix("scylla://") else {
+pub async fn migrate_meta(config: &Config) -> Result<Vec<i32>, NodeError> {
+    if matches!(config.meta.as_str(), "" | "embedded") {
+        return Err(NodeError::Config(
+            "the embedded metadata store has no schema to migrate; migrations are for \
+             scylla:// metadata stores"
+                .into(),
+        ));
+    }
+    Ok(ScyllaMetaStore::migrate_only(&scylla_config(config)?).await?)
+}
+
+/// The `scylla://` URL in `config.meta`, completed from the node's region file if it has one.
+fn scylla_config(config: &Config) -> Result<ScyllaConfig, NodeError> {
+    if !config.meta.starts_with("scylla://") {
         return Err(NodeError::Config(format!(
-            "{url:?} has no schema to migrate; migrations are for scylla:// metadata stores"
+            "unsupported metadata backend {:?}: use \"embedded\" or \
+             scylla://host:9042[,host:9042…][/keyspace][?local_dc=…&replication=dc:n,…]",
+            config.meta
         )));
+    }
+    let placement = match &config.region {
+        None => None,
+        Some(name) => {
+            let regions =
+                Regions::load(&config.regions_dir).map_err(|e| NodeError::Config(e.to_string()))?;
+            let region = regions
+                .get(name)
+                .map_err(|e| NodeError::Config(e.to_string()))?;
+            Some(Placement {
+                local_dc: region.datacenter.clone(),
+                contact_points: region.metadata.cql.clone(),
+                replication: regions.replication(),
+            })
+        }
     };
-    let config = ScyllaConfig::from_url(url).map_err(NodeError::Config)?;
-    Ok(ScyllaMetaStore::migrate_only(&config).await?)
+    ScyllaConfig::from_url_in(&config.meta, placement.as_ref()).map_err(NodeError::Config)
 }
 
 pub fn blob_store(config: &Config) -> Result<Arc<dyn BlobStore>, NodeError> {

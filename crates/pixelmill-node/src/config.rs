@@ -18,6 +18,12 @@ pub struct Config {
     /// Metadata backend: `embedded` (redb file under the data dir), or `scylla://…` (a ScyllaDB or
     /// Cassandra cluster; see `ScyllaConfig::from_url` and docs/CONSISTENCY.md). Default `embedded`.
     pub meta: String,
+    /// This node's region: the file `<regions_dir>/<region>.toml` (regions/README.md). A
+    /// `scylla://` metadata store takes from the region files what its URL leaves out: the
+    /// region's datacenter and contact points, and every region's replicas. Default: none.
+    pub region: Option<String>,
+    /// Where the region files are. Default `./regions`.
+    pub regions_dir: PathBuf,
     /// Blob backend: `file://<path>`; empty means `<data_dir>/blobs`. Default empty.
     pub blob: String,
     /// HMAC secret for webhook signatures. Default: generated once and kept in `<data_dir>/webhook-secret`.
@@ -93,6 +99,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./pixelmill-data"),
             public_url: None,
             meta: "embedded".to_owned(),
+            region: None,
+            regions_dir: PathBuf::from("regions"),
             blob: String::new(),
             webhook_secret: None,
             link_ttl: Duration::from_secs(90 * 86_400),

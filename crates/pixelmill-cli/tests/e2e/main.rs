@@ -1,9 +1,9 @@
 //! End-to-end tests: the real `pixelmill` binary on a loopback port, driven over HTTP like a client.
 //! All in one test binary (one link step), one fresh data dir per test.
 //!
-//! With `PIXELMILL_E2E_CQL=host:port` (scripts/test-all runs the suite once more so), every node
-//! keeps its metadata in that Cassandra cluster instead of the embedded store, in a keyspace of
-//! its own.
+//! With `PIXELMILL_E2E_REGION=eu` (scripts/test-all runs the suite once more so), every node is
+//! in that region of the repository's regions/ and keeps its metadata in the region's Cassandra
+//! datacenter instead of the embedded store, in a keyspace of its own.
 
 mod bad_input;
 mod durability;
@@ -12,6 +12,7 @@ mod expiry;
 mod filters;
 mod flow;
 mod idempotency;
+mod migrate;
 mod overload;
 mod process;
 mod render;
@@ -27,16 +28,15 @@ pub struct App {
     pub client: Client,
     /// Kept so the data dir lives as long as the app.
     pub _dir: TempDir,
-    /// The node's `PIXELMILL_META` when it is not the embedded store.
-    meta: Option<String>,
+    /// The node's metadata settings when it is not on the embedded store.
+    meta_env: Vec<(&'static str, String)>,
 }
 
 impl App {
     /// Kills the node and starts it again on the same port, data dir and metadata store, with
     /// `env` instead of the settings it had; the client gets fresh connections.
     pub fn restart_with(&mut self, env: &[(&str, &str)]) {
-        self.server
-            .restart_with(&node_env(self.meta.as_deref(), env));
+        self.server.restart_with(&node_env(&self.meta_env, env));
         self.client = Client::new(self.server.base_url());
     }
 }
@@ -44,28 +44,44 @@ impl App {
 /// Starts a fresh node with its own data dir; `env` adds `PIXELMILL_*` settings.
 pub fn spawn_app(env: &[(&str, &str)]) -> App {
     let dir = tempfile::tempdir().expect("temp dir");
-    let meta = std::env::var("PIXELMILL_E2E_CQL").ok().map(|hosts| {
-        let keyspace = format!("pm_e2e_{:016x}", rand::random::<u64>());
-        format!("scylla://{hosts}/{keyspace}?local_dc=dc1&replication=dc1:1,dc2:1")
-    });
+    let meta_env = match std::env::var("PIXELMILL_E2E_REGION") {
+        Ok(region) => vec![
+            ("PIXELMILL_META", format!("scylla:///{}", unique_keyspace())),
+            ("PIXELMILL_REGION", region),
+            ("PIXELMILL_REGIONS_DIR", regions_dir()),
+        ],
+        Err(_) => Vec::new(),
+    };
     let server = Server::start(
         env!("CARGO_BIN_EXE_pixelmill"),
         dir.path(),
-        &node_env(meta.as_deref(), env),
+        &node_env(&meta_env, env),
     );
     let client = Client::new(server.base_url());
     App {
         server,
         client,
         _dir: dir,
-        meta,
+        meta_env,
     }
 }
 
+pub fn unique_keyspace() -> String {
+    format!("pm_e2e_{:016x}", rand::random::<u64>())
+}
+
+/// The repository's regions/: the loopback Cassandra cluster's two datacenters.
+pub fn regions_dir() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../regions").to_owned()
+}
+
 /// The settings every test node gets, then `env`.
-fn node_env<'a>(meta: Option<&'a str>, env: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+fn node_env<'a>(
+    meta_env: &'a [(&str, String)],
+    env: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
     let mut all = vec![("PIXELMILL_WEBHOOK_SECRET", SECRET), ("RUST_LOG", "info")];
-    all.extend(meta.map(|meta| ("PIXELMILL_META", meta)));
+    all.extend(meta_env.iter().map(|(k, v)| (*k, v.as_str())));
     all.extend_from_slice(env);
     all
 }
