@@ -6,6 +6,8 @@
 //! `cargo bench -p pixelmill-cli --bench e2e_latency` (the server binary is then a release build).
 //! `PIXELMILL_BENCH_BIN=path/to/pixelmill` measures another build of the server instead, e.g. a
 //! debug one. Run without `--bench` (as `cargo test --benches` does) it is a two-job smoke run.
+//! The server inherits the environment: `PIXELMILL_META=scylla:///ks PIXELMILL_REGION=eu` puts its
+//! metadata in Cassandra (bench/meta runs it both ways).
 //!
 //! Webhook arrival is observed by polling the receiver every millisecond, so every figure that
 //! ends at the webhook carries up to about 1-2 ms of polling slack.
@@ -48,8 +50,9 @@ async fn run(warm_up: usize, jobs: usize) {
     let server = Server::start(&bin, dir.path(), &[("PIXELMILL_WEBHOOK_SECRET", "x")]);
     let client = Client::new(server.base_url());
     let photo = jpeg(1920, 1080);
+    let meta = std::env::var("PIXELMILL_META").unwrap_or_else(|_| "embedded".into());
     println!(
-        "e2e_latency: server {bin}\n  input 1920x1080 JPEG ({} bytes), resize width 800 fit contain -> jpeg q80, webhook on loopback\n  {warm_up} warm-up jobs, then {jobs} measured, sequential, idle node",
+        "e2e_latency: server {bin}, metadata {meta}\n  input 1920x1080 JPEG ({} bytes), resize width 800 fit contain -> jpeg q80, webhook on loopback\n  {warm_up} warm-up jobs, then {jobs} measured, sequential, idle node",
         photo.len()
     );
 

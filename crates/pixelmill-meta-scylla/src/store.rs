@@ -16,6 +16,7 @@ use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::policies::load_balancing::DefaultPolicy;
+use scylla::policies::retry::DefaultRetryPolicy;
 use scylla::policies::speculative_execution::SimpleSpeculativeExecutionPolicy;
 use scylla::response::query_result::QueryResult;
 use scylla::statement::batch::{Batch, BatchType};
@@ -27,7 +28,7 @@ use serde::Serialize;
 
 use crate::config::{Level, ScyllaConfig, Serial};
 use crate::error::{corrupt, from_execution, from_next_row, from_pager, unexpected};
-use crate::schema::{migrate, OUTBOX_SHARDS};
+use crate::schema::{migrate, LINK_EXPIRY_SHARDS, OUTBOX_SHARDS};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -61,6 +62,11 @@ impl ScyllaMetaStore {
         let profile = ExecutionProfile::builder()
             .load_balancing_policy(policy.build())
             .request_timeout(Some(config.request_timeout))
+            // Retries only where a retry likely helps: an unavailable replica set once on
+            // another coordinator, a read whose replicas answered without data, and idempotent
+            // statements (the reads) after a broken connection or an overloaded node. Paxos
+            // rounds are never retried by the driver; the store settles their timeouts itself.
+            .retry_policy(Arc::new(DefaultRetryPolicy::new()))
             // Only statements marked idempotent (the reads) are ever sent twice.
             .speculative_execution_policy(Some(Arc::new(SimpleSpeculativeExecutionPolicy {
                 max_retry_count: 1,
@@ -160,6 +166,29 @@ impl ScyllaMetaStore {
             .map_err(|e| from_execution(what, e))
     }
 
+    /// The `limit` earliest records by `time` across the shards of a sharded scan: every shard
+    /// is read at once (each gives its own earliest `limit`, so the union holds the overall
+    /// earliest), then merged.
+    async fn earliest_of_shards<T, V>(
+        &self,
+        what: &str,
+        statement: &PreparedStatement,
+        shards: i32,
+        values: impl Fn(i32) -> V,
+        limit: usize,
+        time: impl Fn(&T) -> UnixMillis,
+    ) -> MetaResult<Vec<T>>
+    where
+        T: DeserializeOwned,
+        V: scylla::serialize::row::SerializeRow,
+    {
+        let reads = (0..shards).map(|shard| self.bodies::<T>(what, statement, values(shard)));
+        let mut earliest: Vec<T> = try_join_all(reads).await?.into_iter().flatten().collect();
+        earliest.sort_by_key(|record| time(record));
+        earliest.truncate(limit);
+        Ok(earliest)
+    }
+
     /// A link's TTL in seconds: its rows outlive its expiry by `link_retention`.
     fn link_ttl(&self, expires_at: UnixMillis) -> i32 {
         let until = expires_at + self.config.link_retention.as_millis() as i64 - now_ms();
@@ -171,18 +200,17 @@ fn json<T: Serialize>(record: &T) -> String {
     serde_json::to_string(record).expect("records serialize to JSON")
 }
 
-/// The UTC day a time falls on, the partition of `links_by_expiry`.
+/// The UTC day a time falls on: with a shard, the partition of `links_by_expiry`.
 fn day_of(ms: UnixMillis) -> i32 {
     ms.div_euclid(DAY_MS) as i32
 }
 
-/// The `outbox_due` shard of an event: a stable hash of its id.
-fn shard_of(event: &EventId) -> i32 {
-    let hash = event
-        .as_str()
+/// The shard of an id among `shards`: a stable hash of it.
+fn shard_of(id: &str, shards: i32) -> i32 {
+    let hash = id
         .bytes()
         .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    (hash % OUTBOX_SHARDS as u32) as i32
+    (hash % shards as u32) as i32
 }
 
 /// Write timestamps for a batch that first deletes a row's old index entries and then writes
@@ -328,12 +356,20 @@ impl MetaStore for ScyllaMetaStore {
             json(link),
             self.link_ttl(link.expires_at),
         );
+        let shard = shard_of(token, LINK_EXPIRY_SHARDS);
         let values = (
-            (deleted_at, day_of(old.expires_at), old.expires_at, token),
+            (
+                deleted_at,
+                day_of(old.expires_at),
+                shard,
+                old.expires_at,
+                token,
+            ),
             (deleted_at, old.blob_key.as_str(), token),
             (token, &body, ttl, written_at),
             (
                 day_of(link.expires_at),
+                shard,
                 link.expires_at,
                 token,
                 &body,
@@ -384,7 +420,12 @@ impl MetaStore for ScyllaMetaStore {
         let token = token.as_str();
         let values = (
             (token,),
-            (day_of(link.expires_at), link.expires_at, token),
+            (
+                day_of(link.expires_at),
+                shard_of(token, LINK_EXPIRY_SHARDS),
+                link.expires_at,
+                token,
+            ),
             (link.blob_key.as_str(), token),
         );
         self.batch(what, &s.delete_link, values).await
@@ -396,11 +437,17 @@ impl MetaStore for ScyllaMetaStore {
         let oldest = day_of(now - self.config.link_retention.as_millis() as i64);
         let mut found = Vec::new();
         for day in oldest..=day_of(now) {
-            let room = (limit - found.len()) as i32;
-            let values = (day, now, room);
+            let room = limit - found.len();
             found.extend(
-                self.bodies::<LinkRecord>(what, &self.statements.expired_links, values)
-                    .await?,
+                self.earliest_of_shards(
+                    what,
+                    &self.statements.expired_links,
+                    LINK_EXPIRY_SHARDS,
+                    |shard| (day, shard, now, room as i32),
+                    room,
+                    |link: &LinkRecord| link.expires_at,
+                )
+                .await?,
             );
             if found.len() >= limit {
                 break;
@@ -426,7 +473,10 @@ impl MetaStore for ScyllaMetaStore {
         let previous: Option<OutboxEvent> = self.body(what, &s.get_outbox, (id,)).await?;
         let old = previous.as_ref().unwrap_or(event).next_attempt_at;
         let (deleted_at, written_at) = delete_then_write();
-        let (shard, body) = (shard_of(&event.event_id), json(event));
+        let (shard, body) = (
+            shard_of(event.event_id.as_str(), OUTBOX_SHARDS),
+            json(event),
+        );
         let values = (
             (deleted_at, shard, old, id),
             (id, &body, event.next_attempt_at, written_at),
@@ -436,22 +486,15 @@ impl MetaStore for ScyllaMetaStore {
     }
 
     async fn due_outbox(&self, now: UnixMillis, limit: usize) -> MetaResult<Vec<OutboxEvent>> {
-        let what = "finding due outbox events";
-        let shard_reads = (0..OUTBOX_SHARDS).map(|shard| {
-            self.bodies::<OutboxEvent>(
-                what,
-                &self.statements.due_outbox,
-                (shard, now, limit as i32),
-            )
-        });
-        let mut due: Vec<OutboxEvent> = try_join_all(shard_reads)
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
-        due.sort_by_key(|e| e.next_attempt_at);
-        due.truncate(limit);
-        Ok(due)
+        self.earliest_of_shards(
+            "finding due outbox events",
+            &self.statements.due_outbox,
+            OUTBOX_SHARDS,
+            |shard| (shard, now, limit as i32),
+            limit,
+            |event: &OutboxEvent| event.next_attempt_at,
+        )
+        .await
     }
 
     async fn delete_outbox(&self, event_id: &EventId) -> MetaResult<()> {
@@ -461,7 +504,14 @@ impl MetaStore for ScyllaMetaStore {
         let Some(event): Option<OutboxEvent> = self.body(what, &s.get_outbox, (id,)).await? else {
             return Ok(());
         };
-        let values = ((id,), (shard_of(event_id), event.next_attempt_at, id));
+        let values = (
+            (id,),
+            (
+                shard_of(event_id.as_str(), OUTBOX_SHARDS),
+                event.next_attempt_at,
+                id,
+            ),
+        );
         self.batch(what, &s.delete_outbox, values).await
     }
 
@@ -532,7 +582,9 @@ impl Statements {
             statement.set_is_idempotent(idempotent);
             Ok::<_, MetaError>(statement)
         };
-        // Reads may be sent twice (speculative execution); writes and conditions never are.
+        // Reads may be sent twice (speculative execution, retries); writes and conditions never
+        // are: timestamps are the coordinator's, so a late duplicate of an older write (a job's
+        // `running`) could land after a newer one (`succeeded`) and undo it.
         let read = |cql: &str, level| prepare(cql.to_owned(), level, true);
         let write = |cql: &str, level| prepare(cql.to_owned(), level, false);
         let conditional = |cql: &str, level, serial: Serial| {
@@ -596,7 +648,7 @@ impl Statements {
                 vec![
                     write(
                         "DELETE FROM {ks}.links_by_expiry USING TIMESTAMP ? \
-                         WHERE day = ? AND expires_at = ? AND link_token = ?",
+                         WHERE day = ? AND shard = ? AND expires_at = ? AND link_token = ?",
                         links,
                     )
                     .await?,
@@ -611,8 +663,8 @@ impl Statements {
                     )
                     .await?,
                     write(
-                        "INSERT INTO {ks}.links_by_expiry (day, expires_at, link_token, body) \
-                         VALUES (?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?",
+                        "INSERT INTO {ks}.links_by_expiry (day, shard, expires_at, link_token, body) \
+                         VALUES (?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?",
                         links,
                     )
                     .await?,
@@ -635,7 +687,8 @@ impl Statements {
                 vec![
                     write("DELETE FROM {ks}.links WHERE link_token = ?", links).await?,
                     write(
-                        "DELETE FROM {ks}.links_by_expiry WHERE day = ? AND expires_at = ? AND link_token = ?",
+                        "DELETE FROM {ks}.links_by_expiry \
+                         WHERE day = ? AND shard = ? AND expires_at = ? AND link_token = ?",
                         links,
                     )
                     .await?,
@@ -644,7 +697,8 @@ impl Statements {
                 links,
             ),
             expired_links: read(
-                "SELECT body FROM {ks}.links_by_expiry WHERE day = ? AND expires_at <= ? LIMIT ?",
+                "SELECT body FROM {ks}.links_by_expiry \
+                 WHERE day = ? AND shard = ? AND expires_at <= ? LIMIT ?",
                 c.housekeeping,
             )
             .await?,

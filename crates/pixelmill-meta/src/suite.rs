@@ -11,8 +11,7 @@ use pixelmill_core::{now_ms, EventId, JobStatus, OutboxEvent};
 use std::sync::Arc;
 
 mod fixtures;
-use fixtures::idempotency_key;
-pub use fixtures::{image, job, link, outbox_event, unique_blob, unique_tenant};
+pub use fixtures::{idempotency_key, image, job, link, outbox_event, unique_blob, unique_tenant};
 
 /// A large enough limit that this run's records are in a scan's answer even on a shared server.
 const SCAN_ALL: usize = 10_000;

@@ -82,11 +82,7 @@ pub fn outbox_event(next_attempt_at: UnixMillis) -> OutboxEvent {
     }
 }
 
-pub(super) fn idempotency_key(
-    tenant: &TenantId,
-    key: &str,
-    expires_at: UnixMillis,
-) -> IdempotencyRecord {
+pub fn idempotency_key(tenant: &TenantId, key: &str, expires_at: UnixMillis) -> IdempotencyRecord {
     IdempotencyRecord {
         tenant: tenant.clone(),
         key: key.to_owned(),
