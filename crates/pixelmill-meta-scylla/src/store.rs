@@ -140,17 +140,24 @@ impl ScyllaMetaStore {
         Ok(bodies)
     }
 
+    /// The JSON body of the one row a read by primary key returns, parsed. One request, without
+    /// the pager's background task: this is the hot path (jobs, links).
     async fn body<T: DeserializeOwned>(
         &self,
         what: &str,
         statement: &PreparedStatement,
         values: impl scylla::serialize::row::SerializeRow,
     ) -> MetaResult<Option<T>> {
-        Ok(self
-            .bodies(what, statement, values)
+        let rows = self
+            .run(what, statement, values)
             .await?
-            .into_iter()
-            .next())
+            .into_rows_result()
+            .map_err(|e| unexpected(what, e))?;
+        let row = rows
+            .maybe_first_row::<(String,)>()
+            .map_err(|e| unexpected(what, e))?;
+        row.map(|(body,)| serde_json::from_str(&body).map_err(|e| corrupt(what, e)))
+            .transpose()
     }
 
     async fn batch(

@@ -26,11 +26,9 @@ async fn every_accepted_job_completes_after_kill_9_and_restart() {
     // Let some start running, then crash.
     tokio::time::sleep(Duration::from_millis(300)).await;
     app.server.kill9();
-    app.server.restart();
-    // A fresh client: pooled connections died with the old process.
-    let client = pixelmill_testkit::Client::new(app.server.base_url());
+    app.restart();
     for id in &ids {
-        let job = client.wait_job(id, Duration::from_secs(120)).await;
+        let job = app.client.wait_job(id, Duration::from_secs(120)).await;
         assert_eq!(job["status"], "succeeded", "{job}");
         assert_eq!(
             (
@@ -105,8 +103,7 @@ async fn sigterm_shuts_down_cleanly_and_keeps_the_data() {
         "exit status {status}; log:\n{}",
         app.server.log()
     );
-    app.server.restart();
-    let client = pixelmill_testkit::Client::new(app.server.base_url());
-    let (code, body) = client.get_json(&format!("/v1/images/{image}")).await;
+    app.restart();
+    let (code, body) = app.client.get_json(&format!("/v1/images/{image}")).await;
     assert_eq!(code, 200, "{body}");
 }

@@ -33,6 +33,13 @@ pub struct App {
 }
 
 impl App {
+    /// Kills the node and starts it again on the same port, data dir and settings; the client
+    /// gets fresh connections (pooled ones died with the old process).
+    pub fn restart(&mut self) {
+        self.server.restart();
+        self.client = Client::new(self.server.base_url());
+    }
+
     /// Kills the node and starts it again on the same port, data dir and metadata store, with
     /// `env` instead of the settings it had; the client gets fresh connections.
     pub fn restart_with(&mut self, env: &[(&str, &str)]) {

@@ -218,8 +218,8 @@ async fn the_blob_store_tier_survives_a_restart() {
     let bytes = first.bytes().await.unwrap();
     // The second-tier write happens after the response; give it a moment.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    app.server.restart();
-    let c = pixelmill_testkit::Client::new(app.server.base_url());
+    app.restart();
+    let c = &app.client;
     let again = c.http.get(c.url(&path)).send().await.unwrap();
     assert_eq!(again.headers()["x-pixelmill-cache"], "store");
     assert_eq!(again.bytes().await.unwrap(), bytes);
@@ -245,8 +245,8 @@ async fn renditions_past_their_time_in_the_store_are_swept() {
     assert_eq!(first.headers()["x-pixelmill-cache"], "miss");
     let bytes = first.bytes().await.unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    app.server.restart();
-    let c = pixelmill_testkit::Client::new(app.server.base_url());
+    app.restart();
+    let c = &app.client;
     let again = c.http.get(c.url(&path)).send().await.unwrap();
     assert_eq!(again.headers()["x-pixelmill-cache"], "miss");
     assert_eq!(
