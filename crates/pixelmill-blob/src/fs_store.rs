@@ -69,20 +69,9 @@ impl FsBlobStore {
     }
 }
 
-/// The file holding `key` under `root`, or `InvalidKey` for a key that is not a relative path of
-/// `[a-z0-9_.-]` segments, each non-empty and not starting with '.' (so no "..", no ".tmp").
+/// The file holding `key` under `root`; `InvalidKey` unless `crate::checked_key` accepts it.
 fn key_path(root: &Path, key: &BlobKey) -> BlobResult<PathBuf> {
-    let valid_segment = |s: &str| {
-        !s.is_empty()
-            && !s.starts_with('.')
-            && s.bytes()
-                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'))
-    };
-    if key.as_str().split('/').all(valid_segment) {
-        Ok(root.join(key.as_str()))
-    } else {
-        Err(BlobError::InvalidKey(key.as_str().to_owned()))
-    }
+    Ok(root.join(crate::checked_key(key)?))
 }
 
 /// An I/O error with what the store was doing, so the message names the path involved.

@@ -2,7 +2,8 @@
 //!
 //! Architecture invariant: a blob is either absent or complete under its final key. Writers stage
 //! data elsewhere (a temp file, an S3 multipart upload) and `commit` publishes it atomically; a
-//! writer dropped or aborted leaves nothing behind. Backends: `FsBlobStore` (default).
+//! writer dropped or aborted leaves nothing behind. Backends: `FsBlobStore` (default) and the S3
+//! store in `pixelmill-blob-s3`.
 
 mod error;
 mod fs_store;
@@ -17,6 +18,23 @@ use pixelmill_core::BlobKey;
 use std::ops::Range;
 
 pub type BlobResult<T> = Result<T, BlobError>;
+
+/// `key` as a relative path of `[a-z0-9_.-]` segments, each non-empty and not starting with '.',
+/// or `InvalidKey`. Every backend checks keys with it, so a key valid on one is valid on all, and
+/// names starting with '.' stay free for a backend's own use (its staging area).
+pub fn checked_key(key: &BlobKey) -> BlobResult<&str> {
+    let valid_segment = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('.')
+            && s.bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'))
+    };
+    if key.as_str().split('/').all(valid_segment) {
+        Ok(key.as_str())
+    } else {
+        Err(BlobError::InvalidKey(key.as_str().to_owned()))
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlobMeta {

@@ -73,7 +73,9 @@ struct ServeArgs {
     meta: Option<String>,
     #[command(flatten)]
     region: RegionArgs,
-    /// Blob backend, file:///path [default: <data-dir>/blobs]
+    /// Blob backend: file:///path, s3://BUCKET?endpoint=URL, or s3:// for the region's bucket;
+    /// S3 credentials from PIXELMILL_S3_ACCESS_KEY_ID / PIXELMILL_S3_SECRET_ACCESS_KEY
+    /// [default: <data-dir>/blobs]
     #[arg(long, env = "PIXELMILL_BLOB")]
     blob: Option<String>,
     /// HMAC secret for webhook signatures [default: generated into <data-dir>/webhook-secret]

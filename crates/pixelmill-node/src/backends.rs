@@ -2,6 +2,7 @@
 
 use crate::{Config, NodeError};
 use pixelmill_blob::{BlobStore, FsBlobStore};
+use pixelmill_blob_s3::{Credentials, S3BlobStore, S3Config};
 use pixelmill_meta::{MetaStore, RedbMetaStore};
 use pixelmill_meta_scylla::{Placement, ScyllaConfig, ScyllaMetaStore};
 use pixelmill_regions::Regions;
@@ -62,19 +63,60 @@ fn scylla_config(config: &Config) -> Result<ScyllaConfig, NodeError> {
     ScyllaConfig::from_url_in(&config.meta, placement.as_ref()).map_err(NodeError::Config)
 }
 
-pub fn blob_store(config: &Config) -> Result<Arc<dyn BlobStore>, NodeError> {
+/// Empty: files under `<data_dir>/blobs`. `file:///path`: files there. `s3://BUCKET?…`: an S3
+/// bucket (`S3Config::from_url`), credentials from the environment; a bare `s3://` (options
+/// allowed, e.g. `s3://?part_size_mib=16`) is the bucket the node's region file names.
+pub async fn blob_store(config: &Config) -> Result<Arc<dyn BlobStore>, NodeError> {
+    if let Some(rest) = config.blob.strip_prefix("s3://") {
+        let url = if rest.is_empty() || rest.starts_with('?') {
+            region_bucket(config, rest.trim_start_matches('?'))?
+        } else {
+            config.blob.clone()
+        };
+        let credentials = Credentials::from_env().map_err(NodeError::Config)?;
+        let s3 = S3Config::from_url(&url, credentials).map_err(NodeError::Config)?;
+        tracing::info!(bucket = %s3.bucket, endpoint = ?s3.endpoint, "blobs in S3");
+        return Ok(Arc::new(S3BlobStore::open(s3).await?));
+    }
     let root = if config.blob.is_empty() {
         config.data_dir.join("blobs")
     } else if let Some(path) = config.blob.strip_prefix("file://") {
         PathBuf::from(path)
     } else {
         return Err(NodeError::Config(format!(
-            "unsupported blob backend {:?}: use file:///absolute/path or leave it empty for <data_dir>/blobs \
-             (s3:// arrives with the S3 backend)",
+            "unsupported blob backend {:?}: use file:///absolute/path, s3://BUCKET?endpoint=…, \
+             s3:// for the region's bucket, or leave it empty for <data_dir>/blobs",
             config.blob
         )));
     };
     Ok(Arc::new(FsBlobStore::open(&root)?))
+}
+
+/// The node's region's `blobs.s3` URL with `extra` options appended (later options win).
+fn region_bucket(config: &Config, extra: &str) -> Result<String, NodeError> {
+    let name = config.region.as_deref().ok_or_else(|| {
+        NodeError::Config(
+            "--blob s3:// takes the bucket from the node's region file; give --region, or a \
+             bucket: s3://BUCKET?endpoint=…"
+                .into(),
+        )
+    })?;
+    let regions =
+        Regions::load(&config.regions_dir).map_err(|e| NodeError::Config(e.to_string()))?;
+    let region = regions
+        .get(name)
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+    let blobs = region.blobs.as_ref().ok_or_else(|| {
+        NodeError::Config(format!(
+            "region {name:?} names no bucket: add [blobs] s3 = \"s3://BUCKET?endpoint=…\" to its \
+             file (regions/README.md), or give --blob s3://BUCKET?endpoint=…"
+        ))
+    })?;
+    let separator = if blobs.s3.contains('?') { '&' } else { '?' };
+    Ok(match extra {
+        "" => blobs.s3.clone(),
+        extra => format!("{}{separator}{extra}", blobs.s3),
+    })
 }
 
 /// The webhook secret from config, or one generated on first start and kept in the data dir so
@@ -94,4 +136,32 @@ pub fn webhook_secret(config: &Config) -> Result<String, NodeError> {
         .map_err(|e| NodeError::Io(format!("cannot write {}: {e}", path.display())))?;
     tracing::info!(path = %path.display(), "generated a webhook secret; receivers verify signatures with it");
     Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_region(region: Option<&str>) -> Config {
+        Config {
+            region: region.map(str::to_owned),
+            regions_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../regions")),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn a_bare_s3_url_is_the_regions_bucket_with_the_nodes_options_after() {
+        let config = in_region(Some("us"));
+        assert_eq!(
+            region_bucket(&config, "").unwrap(),
+            "s3://pixelmill-us?endpoint=http://127.0.0.1:9102"
+        );
+        assert_eq!(
+            region_bucket(&config, "part_size_mib=16").unwrap(),
+            "s3://pixelmill-us?endpoint=http://127.0.0.1:9102&part_size_mib=16"
+        );
+        let err = region_bucket(&in_region(None), "").unwrap_err().to_string();
+        assert!(err.contains("--region"), "{err}");
+    }
 }

@@ -24,7 +24,9 @@ pub struct Config {
     pub region: Option<String>,
     /// Where the region files are. Default `./regions`.
     pub regions_dir: PathBuf,
-    /// Blob backend: `file://<path>`; empty means `<data_dir>/blobs`. Default empty.
+    /// Blob backend: `file://<path>`, `s3://BUCKET?endpoint=…` (credentials from
+    /// `PIXELMILL_S3_ACCESS_KEY_ID` / `PIXELMILL_S3_SECRET_ACCESS_KEY`), or `s3://` for the
+    /// bucket of the node's region file; empty means `<data_dir>/blobs`. Default empty.
     pub blob: String,
     /// HMAC secret for webhook signatures. Default: generated once and kept in `<data_dir>/webhook-secret`.
     #[serde(skip_serializing)]

@@ -89,7 +89,7 @@ impl Node {
             ))
         })?;
         let meta = backends::meta_store(&config).await?;
-        let blob = backends::blob_store(&config)?;
+        let blob = backends::blob_store(&config).await?;
         let secret = backends::webhook_secret(&config)?;
         let sched = Scheduler::open(
             &config.data_dir.join("raft"),

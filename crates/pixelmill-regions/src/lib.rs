@@ -14,6 +14,8 @@ pub struct Region {
     /// The region's datacenter in the metadata cluster.
     pub datacenter: String,
     pub metadata: Metadata,
+    /// Where the region keeps its blobs, if it names a place.
+    pub blobs: Option<Blobs>,
 }
 
 /// How a region keeps its metadata.
@@ -26,11 +28,21 @@ pub struct Metadata {
     pub replicas: u32,
 }
 
+/// Where a region keeps its blobs.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Blobs {
+    /// The region's bucket as an `s3://BUCKET?endpoint=…` URL, without credentials (those come
+    /// from the environment). A node with `--blob s3://` uses it.
+    pub s3: String,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RegionFile {
     datacenter: String,
     metadata: Metadata,
+    blobs: Option<Blobs>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,10 +150,19 @@ fn parse(name: &str, text: &str) -> Result<Region, String> {
     if file.metadata.replicas == 0 {
         return Err("metadata.replicas is 0; a region keeps at least one copy".into());
     }
+    if let Some(blobs) = &file.blobs {
+        if !blobs.s3.starts_with("s3://") || blobs.s3.len() == "s3://".len() {
+            return Err(format!(
+                "blobs.s3 = {:?} is not an s3://BUCKET URL; write e.g. \"s3://images-eu?endpoint=https://s3.example\"",
+                blobs.s3
+            ));
+        }
+    }
     Ok(Region {
         name: name.to_owned(),
         datacenter: file.datacenter,
         metadata: file.metadata,
+        blobs: file.blobs,
     })
 }
 
@@ -159,6 +180,11 @@ mod tests {
             BTreeMap::from([("dc1".into(), 1), ("dc2".into(), 1)])
         );
         assert_eq!(regions.get("us").unwrap().metadata.cql, ["127.0.0.2:9042"]);
+        let eu_blobs = regions.get("eu").unwrap().blobs.as_ref().unwrap();
+        assert_eq!(
+            eu_blobs.s3,
+            "s3://pixelmill-eu?endpoint=http://127.0.0.1:9101"
+        );
         let unknown = regions.get("mars").unwrap_err().to_string();
         assert!(unknown.contains("known regions: eu, us"), "{unknown}");
     }
@@ -182,6 +208,10 @@ mod tests {
             (
                 "datacenter = \"dc1\"\nbucket = 3\n[metadata]\ncql = [\"h\"]\nreplicas = 1",
                 "unknown field `bucket`",
+            ),
+            (
+                "datacenter = \"dc1\"\n[metadata]\ncql = [\"h\"]\nreplicas = 1\n[blobs]\ns3 = \"bucket\"",
+                "not an s3://BUCKET URL",
             ),
         ] {
             let dir = tempfile::tempdir().unwrap();

@@ -1,12 +1,15 @@
 //! Test helpers shared by pixelmill's end-to-end tests: a real `pixelmill` process on a loopback
-//! port with its own data dir, a real webhook receiver, test images and a small HTTP client.
+//! port with its own data dir, a real webhook receiver, test images, a small HTTP client and the
+//! servers of cluster/.
 
 mod client;
 mod hooks;
 mod images;
 mod server;
+mod servers;
 
 pub use client::Client;
 pub use hooks::{Delivery, Hooks};
 pub use images::{jpeg, png_rgba};
 pub use server::Server;
+pub use servers::{cluster, minio_available};

@@ -1,25 +1,7 @@
 use crate::spawn_app;
 use pixelmill_testkit::jpeg;
 use serde_json::json;
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn files_under(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| {
-                    if e.path().is_dir() {
-                        files_under(&e.path())
-                    } else {
-                        1
-                    }
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
 
 /// Links answer 200 until they expire, 410 during the grace period, and then the sweeper removes the
 /// link and the output nothing else refers to (404 from then on); the original stays.
@@ -39,9 +21,8 @@ async fn links_expire_then_the_sweeper_removes_them_and_their_outputs() {
         .wait_job(body["id"].as_str().unwrap(), Duration::from_secs(30))
         .await;
     let url = job["download_url"].as_str().unwrap();
-    let outputs = app.server.data_dir().join("blobs/out");
     assert_eq!(c.http.get(url).send().await.unwrap().status(), 200);
-    assert_eq!(files_under(&outputs), 1);
+    assert_eq!(app.blobs_under("out/").await, 1);
 
     tokio::time::sleep(Duration::from_millis(2300)).await;
     let (status, body) = c.get_json(url.strip_prefix(&c.base).unwrap()).await;
@@ -52,7 +33,7 @@ async fn links_expire_then_the_sweeper_removes_them_and_their_outputs() {
     );
 
     let deadline = Instant::now() + Duration::from_secs(15);
-    while files_under(&outputs) > 0 {
+    while app.blobs_under("out/").await > 0 {
         assert!(
             Instant::now() < deadline,
             "the sweeper did not remove the output"
@@ -60,9 +41,5 @@ async fn links_expire_then_the_sweeper_removes_them_and_their_outputs() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(c.http.get(url).send().await.unwrap().status(), 404);
-    assert_eq!(
-        files_under(&app.server.data_dir().join("blobs/orig")),
-        1,
-        "originals are not swept"
-    );
+    assert_eq!(app.blobs_under("orig/").await, 1, "originals are not swept");
 }
