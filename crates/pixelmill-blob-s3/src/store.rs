@@ -252,15 +252,29 @@ fn millis(time: &aws_sdk_s3::primitives::DateTime) -> i64 {
     time.to_millis().unwrap_or(i64::MAX)
 }
 
-/// `Corrupt` unless `key` is not an original or `sha256` is its address.
-fn check_address(key: &BlobKey, sha256: &[u8]) -> BlobResult<()> {
-    match key.as_str().strip_prefix("orig/") {
-        Some(address) if address != hex::encode(sha256) => Err(BlobError::Corrupt {
+/// `Corrupt` unless `key` is not an original or `sha256` (called only for originals, so outputs
+/// and renditions are never hashed) gives its address.
+fn check_address(key: &BlobKey, sha256: impl FnOnce() -> [u8; 32]) -> BlobResult<()> {
+    let Some(address) = key.as_str().strip_prefix("orig/") else {
+        return Ok(());
+    };
+    let actual = hex::encode(sha256());
+    if address == actual {
+        Ok(())
+    } else {
+        Err(BlobError::Corrupt {
             key: key.to_string(),
-            detail: format!("its bytes hash to {}", hex::encode(sha256)),
-        }),
-        _ => Ok(()),
+            detail: format!("its bytes hash to {actual}"),
+        })
     }
+}
+
+/// A GET's whole body; a connection lost part-way is retryable.
+async fn collect_body(body: ByteStream, key: &BlobKey) -> BlobResult<Bytes> {
+    let collected = body.collect().await;
+    collected
+        .map(|data| data.into_bytes())
+        .map_err(|e| BlobError::Unavailable(format!("reading {key}: {e}")))
 }
 
 /// The HTTP `Range` for a non-empty half-open range. An end past what S3 takes as a number is
@@ -331,7 +345,9 @@ impl S3BlobWriter {
         }
         let upload = self.upload.as_mut().expect("started above");
         let part_number = upload.parts.len() as i32 + 1;
-        let part = std::mem::replace(&mut self.buffer, Vec::with_capacity(inner.part_size));
+        // The next part's buffer is allocated only once this one is sent, so that it can reuse
+        // this one's memory: at most one part is resident.
+        let part = std::mem::take(&mut self.buffer);
         let sent = inner
             .client
             .upload_part()
@@ -350,6 +366,7 @@ impl S3BlobWriter {
                 .set_checksum_crc32(sent.checksum_crc32().map(str::to_owned))
                 .build(),
         );
+        self.buffer.reserve_exact(inner.part_size);
         Ok(())
     }
 
@@ -428,7 +445,8 @@ impl BlobWriter for S3BlobWriter {
 
     async fn commit(mut self: Box<Self>, key: &BlobKey) -> BlobResult<()> {
         let checked = checked_key(key).and_then(|dest| {
-            check_address(key, &std::mem::take(&mut self.hasher).finalize())?;
+            let hasher = std::mem::take(&mut self.hasher);
+            check_address(key, || hasher.finalize().into())?;
             Ok(dest)
         });
         let published = match checked {
@@ -481,7 +499,7 @@ impl BlobStore for S3BlobStore {
 
     async fn put(&self, key: &BlobKey, data: Bytes) -> BlobResult<()> {
         let dest = checked_key(key)?;
-        check_address(key, &Sha256::digest(&data))?;
+        check_address(key, || Sha256::digest(&data).into())?;
         self.put_object(dest, data).await
     }
 
@@ -501,13 +519,8 @@ impl BlobStore for S3BlobStore {
             Err(e) if is_not_found(&e) => return Err(BlobError::NotFound(key.to_string())),
             Err(e) => return Err(classify(e, &format!("reading {key}"))),
         };
-        let data = object
-            .body
-            .collect()
-            .await
-            .map_err(|e| BlobError::Unavailable(format!("reading {key}: {e}")))?
-            .into_bytes();
-        check_address(key, &Sha256::digest(&data))?;
+        let data = collect_body(object.body, key).await?;
+        check_address(key, || Sha256::digest(&data).into())?;
         Ok(data)
     }
 
@@ -529,12 +542,7 @@ impl BlobStore for S3BlobStore {
             .send()
             .await;
         match got {
-            Ok(object) => Ok(object
-                .body
-                .collect()
-                .await
-                .map_err(|e| BlobError::Unavailable(format!("reading {key}: {e}")))?
-                .into_bytes()),
+            Ok(object) => collect_body(object.body, key).await,
             Err(e) if is_not_found(&e) => Err(BlobError::NotFound(key.to_string())),
             // The range starts at or past the end: nothing of an object that exists.
             Err(e) if is_unsatisfiable_range(&e) => Ok(Bytes::new()),
