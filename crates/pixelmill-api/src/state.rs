@@ -20,6 +20,10 @@ pub struct ApiSettings {
     pub idempotency_ttl: Duration,
     /// Queued jobs beyond which new jobs are refused with 503 `overloaded`.
     pub queue_bound: usize,
+    /// When set, `GET /d/{token}` answers 307 to a presigned blob-store URL valid this long (never
+    /// past the link's expiry) instead of streaming the bytes itself; stores without presigned
+    /// URLs (files) still stream.
+    pub download_redirect: Option<Duration>,
 }
 
 /// Shared handles given to every handler; cheap to clone.

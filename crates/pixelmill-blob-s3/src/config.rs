@@ -27,24 +27,43 @@ impl Credentials {
     /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`). Keys never go in URLs or region files, which
     /// are logged and committed.
     pub fn from_env() -> Result<Self, String> {
-        let var = |ours: &str, aws: &str| {
-            std::env::var(ours)
-                .or_else(|_| std::env::var(aws))
-                .ok()
-                .filter(|v| !v.is_empty())
+        Self::from_env_for(None)
+    }
+
+    /// The keys for `region`'s bucket: `PIXELMILL_S3_<REGION>_ACCESS_KEY_ID` and
+    /// `…_SECRET_ACCESS_KEY` (the name upper-cased, '-' as '_') when both are set, else those of
+    /// `from_env`.
+    pub fn from_env_for(region: Option<&str>) -> Result<Self, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let pair = |id: &str, secret: &str| {
+            Some(Self {
+                access_key_id: var(id)?,
+                secret_access_key: var(secret)?,
+            })
         };
-        match (
-            var("PIXELMILL_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"),
-            var("PIXELMILL_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
-        ) {
-            (Some(access_key_id), Some(secret_access_key)) => Ok(Self {
-                access_key_id,
-                secret_access_key,
-            }),
-            _ => Err("the S3 blob store needs credentials: set PIXELMILL_S3_ACCESS_KEY_ID and \
-                      PIXELMILL_S3_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-                .into()),
-        }
+        let regional = region.and_then(|region| {
+            let prefix = format!("PIXELMILL_S3_{}", region.to_uppercase().replace('-', "_"));
+            pair(
+                &format!("{prefix}_ACCESS_KEY_ID"),
+                &format!("{prefix}_SECRET_ACCESS_KEY"),
+            )
+        });
+        regional
+            .or_else(|| pair("PIXELMILL_S3_ACCESS_KEY_ID", "PIXELMILL_S3_SECRET_ACCESS_KEY"))
+            .or_else(|| pair("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
+            .ok_or_else(|| {
+                let regional = region.map_or(String::new(), |r| {
+                    format!(
+                        " (or, for region {r} alone, PIXELMILL_S3_{}_ACCESS_KEY_ID and …_SECRET_ACCESS_KEY)",
+                        r.to_uppercase().replace('-', "_")
+                    )
+                });
+                format!(
+                    "the S3 blob store needs credentials: set PIXELMILL_S3_ACCESS_KEY_ID and \
+                     PIXELMILL_S3_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY_ID and \
+                     AWS_SECRET_ACCESS_KEY){regional}"
+                )
+            })
     }
 }
 

@@ -18,11 +18,15 @@ use async_trait::async_trait;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Region};
+use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumMode, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
-use pixelmill_blob::{checked_key, BlobError, BlobMeta, BlobResult, BlobStore, BlobWriter};
+use futures::StreamExt;
+use pixelmill_blob::{
+    checked_key, BlobError, BlobMeta, BlobRead, BlobResult, BlobStore, BlobWriter,
+};
 use pixelmill_core::BlobKey;
 use sha2::{Digest, Sha256};
 use std::ops::Range;
@@ -54,19 +58,25 @@ pub struct Swept {
 impl S3BlobStore {
     /// Connects, checks the bucket (creating it when the config allows) and sweeps stale staging.
     pub async fn open(config: S3Config) -> BlobResult<Self> {
-        let store = Self {
-            inner: Arc::new(Inner {
-                client: client(&config),
-                bucket: config.bucket.clone(),
-                part_size: config.part_size,
-            }),
-        };
+        let store = Self::remote(config.clone());
         store.ensure_bucket(config.create_bucket).await?;
         let swept = store.sweep_staging(STALE_STAGING).await?;
         if swept != Swept::default() {
             tracing::info!(?swept, bucket = %config.bucket, "removed staging left by interrupted writes");
         }
         Ok(store)
+    }
+
+    /// A store on another region's bucket: the client only, with no request at construction, so
+    /// a node starts while that region is down. Its own region's nodes check and sweep it.
+    pub fn remote(config: S3Config) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client: client(&config),
+                bucket: config.bucket,
+                part_size: config.part_size,
+            }),
+        }
     }
 
     pub fn bucket(&self) -> &str {
@@ -524,30 +534,81 @@ impl BlobStore for S3BlobStore {
         Ok(data)
     }
 
-    async fn get_range(&self, key: &BlobKey, range: Range<u64>) -> BlobResult<Bytes> {
+    async fn read(&self, key: &BlobKey, range: Option<Range<u64>>) -> BlobResult<BlobRead> {
         let name = checked_key(key)?;
-        if range.start >= range.end {
+        if range.as_ref().is_some_and(|r| r.start >= r.end) {
             return match self.head(key).await? {
-                Some(_) => Ok(Bytes::new()),
+                Some(_) => Ok(BlobRead {
+                    len: 0,
+                    body: futures::stream::empty().boxed(),
+                }),
                 None => Err(BlobError::NotFound(key.to_string())),
             };
         }
+        // A whole object's checksum is checked by the SDK as its body streams through; a range
+        // has none.
         let got = self
             .inner
             .client
             .get_object()
             .bucket(&self.inner.bucket)
             .key(name)
-            .range(range_header(&range))
+            .set_range(range.as_ref().map(range_header))
+            .set_checksum_mode(range.is_none().then_some(ChecksumMode::Enabled))
             .send()
             .await;
-        match got {
-            Ok(object) => collect_body(object.body, key).await,
-            Err(e) if is_not_found(&e) => Err(BlobError::NotFound(key.to_string())),
+        let object = match got {
+            Ok(object) => object,
+            Err(e) if is_not_found(&e) => return Err(BlobError::NotFound(key.to_string())),
             // The range starts at or past the end: nothing of an object that exists.
-            Err(e) if is_unsatisfiable_range(&e) => Ok(Bytes::new()),
-            Err(e) => Err(classify(e, &format!("reading {key} {range:?}"))),
-        }
+            Err(e) if is_unsatisfiable_range(&e) => {
+                return Ok(BlobRead {
+                    len: 0,
+                    body: futures::stream::empty().boxed(),
+                })
+            }
+            Err(e) => return Err(classify(e, &format!("reading {key} {range:?}"))),
+        };
+        let len = object.content_length().unwrap_or(0).max(0) as u64;
+        let key = key.to_string();
+        let body = futures::stream::unfold(object.body, move |mut body| {
+            let key = key.clone();
+            async move {
+                let chunk = body.next().await?;
+                let chunk =
+                    chunk.map_err(|e| BlobError::Unavailable(format!("reading {key}: {e}")));
+                Some((chunk, body))
+            }
+        });
+        Ok(BlobRead {
+            len,
+            body: body.boxed(),
+        })
+    }
+
+    async fn presigned_get(
+        &self,
+        key: &BlobKey,
+        expires_in: Duration,
+        content_type: &str,
+    ) -> BlobResult<Option<String>> {
+        let name = checked_key(key)?;
+        let presigning = PresigningConfig::expires_in(expires_in).map_err(|e| {
+            BlobError::Refused(format!(
+                "cannot presign for {expires_in:?}: {e}; S3 takes at most 7 days"
+            ))
+        })?;
+        let request = self
+            .inner
+            .client
+            .get_object()
+            .bucket(&self.inner.bucket)
+            .key(name)
+            .response_content_type(content_type)
+            .presigned(presigning)
+            .await
+            .map_err(|e| classify(e, &format!("presigning a download of {key}")))?;
+        Ok(Some(request.uri().to_owned()))
     }
 
     async fn head(&self, key: &BlobKey) -> BlobResult<Option<BlobMeta>> {

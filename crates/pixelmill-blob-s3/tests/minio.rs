@@ -40,7 +40,10 @@ async fn large_writes_go_up_in_parts_and_appear_only_when_committed() {
         17 * 1024 * 1024 + 3
     );
     let tail = store
-        .get_range(&key, 17 * 1024 * 1024..u64::MAX)
+        .read(&key, Some(17 * 1024 * 1024..u64::MAX))
+        .await
+        .unwrap()
+        .collect()
         .await
         .unwrap();
     let expected: Vec<u8> = (0..3).map(|i| (i * 31 % 251) as u8).collect();

@@ -10,9 +10,10 @@
 //! survives a crash, and before it nothing is visible under the key. `open` clears `.tmp`, so one
 //! root must be used by one process at a time.
 
-use crate::{BlobError, BlobMeta, BlobResult, BlobStore, BlobWriter};
+use crate::{BlobError, BlobMeta, BlobRead, BlobResult, BlobStore, BlobWriter};
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use pixelmill_core::BlobKey;
 use std::{
     fmt::Display,
@@ -23,8 +24,11 @@ use std::{
 };
 use tempfile::TempPath;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio_util::io::ReaderStream;
 
 const STAGING_DIR: &str = ".tmp";
+/// Bytes a streamed read takes from the file at a time.
+const READ_CHUNK: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct FsBlobStore {
@@ -230,20 +234,23 @@ impl BlobStore for FsBlobStore {
         Ok(data.into())
     }
 
-    async fn get_range(&self, key: &BlobKey, range: Range<u64>) -> BlobResult<Bytes> {
+    async fn read(&self, key: &BlobKey, range: Option<Range<u64>>) -> BlobResult<BlobRead> {
         let path = key_path(&self.root, key)?;
-        let read = async {
+        let open = async {
             let mut file = tokio::fs::File::open(&path).await?;
             let len = file.metadata().await?.len();
+            let range = range.unwrap_or(0..len);
             let start = range.start.min(len);
             let end = range.end.clamp(start, len);
             file.seek(io::SeekFrom::Start(start)).await?;
-            let mut data = Vec::with_capacity((end - start) as usize);
-            file.take(end - start).read_to_end(&mut data).await?;
-            Ok(data)
+            Ok((file.take(end - start), end - start))
         };
-        let data = read.await.map_err(|e| read_err(e, key, &path))?;
-        Ok(data.into())
+        let (file, len) = open.await.map_err(|e| read_err(e, key, &path))?;
+        let key = key.clone();
+        let body = ReaderStream::with_capacity(file, READ_CHUNK)
+            .map_err(move |e| read_err(e, &key, &path))
+            .boxed();
+        Ok(BlobRead { len, body })
     }
 
     async fn head(&self, key: &BlobKey) -> BlobResult<Option<BlobMeta>> {

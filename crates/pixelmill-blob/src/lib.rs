@@ -14,8 +14,10 @@ pub use fs_store::FsBlobStore;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::stream::{BoxStream, TryStreamExt};
 use pixelmill_core::BlobKey;
 use std::ops::Range;
+use std::time::Duration;
 
 pub type BlobResult<T> = Result<T, BlobError>;
 
@@ -41,6 +43,25 @@ pub struct BlobMeta {
     pub len: u64,
 }
 
+/// A read in progress: `len` bytes, arriving as the body is polled, so a download of any size
+/// holds one chunk at a time. An error part-way ends the stream with that error.
+pub struct BlobRead {
+    pub len: u64,
+    pub body: BoxStream<'static, BlobResult<Bytes>>,
+}
+
+impl BlobRead {
+    /// The whole body in one buffer (small blobs, tests).
+    pub async fn collect(self) -> BlobResult<Bytes> {
+        let mut data = Vec::with_capacity(self.len as usize);
+        let mut body = self.body;
+        while let Some(chunk) = body.try_next().await? {
+            data.extend_from_slice(&chunk);
+        }
+        Ok(data.into())
+    }
+}
+
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     /// Starts a streamed write whose key is only known at the end (it is the content's hash).
@@ -49,8 +70,19 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn put(&self, key: &BlobKey, data: Bytes) -> BlobResult<()>;
     /// The whole blob; `BlobError::NotFound` when absent.
     async fn get(&self, key: &BlobKey) -> BlobResult<Bytes>;
-    /// `range` is clamped to the blob's length; `NotFound` when absent.
-    async fn get_range(&self, key: &BlobKey, range: Range<u64>) -> BlobResult<Bytes>;
+    /// Streams the bytes of `range` (the whole blob for `None`), clamped to the blob's length;
+    /// `NotFound` when absent.
+    async fn read(&self, key: &BlobKey, range: Option<Range<u64>>) -> BlobResult<BlobRead>;
+    /// A URL from which a plain HTTP GET fetches the blob, served as `content_type`, for
+    /// `expires_in`; `None` where the backend has no such URLs (files).
+    async fn presigned_get(
+        &self,
+        _key: &BlobKey,
+        _expires_in: Duration,
+        _content_type: &str,
+    ) -> BlobResult<Option<String>> {
+        Ok(None)
+    }
     async fn head(&self, key: &BlobKey) -> BlobResult<Option<BlobMeta>>;
     /// Deleting an absent blob is not an error.
     async fn delete(&self, key: &BlobKey) -> BlobResult<()>;

@@ -78,11 +78,13 @@ pub async fn missing(store: &dyn BlobStore) {
         matches!(err, BlobError::NotFound(_)),
         "get of a missing blob: {err}"
     );
-    let err = store.get_range(&key, 0..10).await.unwrap_err();
-    assert!(
-        matches!(err, BlobError::NotFound(_)),
-        "get_range of a missing blob: {err}"
-    );
+    for range in [None, Some(0..10)] {
+        let err = store.read(&key, range.clone()).await.err();
+        assert!(
+            matches!(err, Some(BlobError::NotFound(_))),
+            "read {range:?} of a missing blob: {err:?}"
+        );
+    }
     assert_eq!(store.head(&key).await.unwrap(), None);
 }
 
@@ -99,9 +101,18 @@ pub async fn ranges(store: &dyn BlobStore) {
         (5..5, &[]),
     ];
     for (range, want) in cases {
-        let got = store.get_range(&key, range.clone()).await.unwrap();
+        let read = store.read(&key, Some(range.clone())).await.unwrap();
+        assert_eq!(read.len, want.len() as u64, "length of {range:?}");
+        let got = read.collect().await.unwrap();
         assert_eq!(got, want, "range {range:?} of a 100-byte blob");
     }
+    let whole = store.read(&key, None).await.unwrap();
+    assert_eq!(whole.len, 100);
+    assert_eq!(
+        whole.collect().await.unwrap(),
+        data,
+        "a read of the whole blob"
+    );
     store.delete(&key).await.unwrap();
 }
 
@@ -221,7 +232,7 @@ pub async fn invalid_keys(store: &dyn BlobStore) {
         let errors = [
             store.put(&key, Bytes::from_static(b"x")).await.err(),
             store.get(&key).await.err(),
-            store.get_range(&key, 0..1).await.err(),
+            store.read(&key, Some(0..1)).await.err(),
             store.head(&key).await.err(),
             store.delete(&key).await.err(),
         ];
@@ -256,12 +267,27 @@ pub async fn large_streamed_write(store: &dyn BlobStore) {
     let got = store.get(&key).await.unwrap();
     assert!(got == data, "5 MiB blob differs after a streamed write");
     let tail = store
-        .get_range(&key, (data.len() - CHUNK) as u64..u64::MAX)
+        .read(&key, Some((data.len() - CHUNK) as u64..u64::MAX))
         .await
         .unwrap();
     assert!(
-        tail == data[data.len() - CHUNK..],
+        tail.collect().await.unwrap() == data[data.len() - CHUNK..],
         "last chunk read by range differs"
     );
+    let mut streamed = store.read(&key, None).await.unwrap();
+    let (mut chunks, mut at) = (0, 0);
+    while let Some(chunk) = futures::TryStreamExt::try_next(&mut streamed.body)
+        .await
+        .unwrap()
+    {
+        assert!(
+            chunk[..] == data[at..at + chunk.len()],
+            "chunk at {at} differs"
+        );
+        at += chunk.len();
+        chunks += 1;
+    }
+    assert_eq!(at, data.len(), "a streamed read carries the whole blob");
+    assert!(chunks > 1, "5 MiB arrives in more than one chunk");
     store.delete(&key).await.unwrap();
 }

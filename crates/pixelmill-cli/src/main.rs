@@ -22,7 +22,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a node with every role (API, scheduler, workers, notifier, sweeper) on embedded storage.
+    /// Run a node with every role (API, scheduler, workers, notifier, sweeper, replicator) on embedded storage.
     Serve(Box<ServeArgs>),
     /// Run a filter pipeline on a file, offline, with the same engine.
     Process(ProcessArgs),
@@ -78,6 +78,12 @@ struct ServeArgs {
     /// [default: <data-dir>/blobs]
     #[arg(long, env = "PIXELMILL_BLOB")]
     blob: Option<String>,
+    /// Run the replicator here: copy the blobs this region writes to the other regions' buckets (with --blob s3://) [default: true]
+    #[arg(long, env = "PIXELMILL_REPLICATOR")]
+    replicator: Option<bool>,
+    /// Answer download links with a 307 to a presigned S3 URL valid this long, e.g. 5m, instead of streaming through the node [default: streamed]
+    #[arg(long, env = "PIXELMILL_DOWNLOAD_REDIRECT", value_parser = duration)]
+    download_redirect: Option<Duration>,
     /// HMAC secret for webhook signatures [default: generated into <data-dir>/webhook-secret]
     #[arg(long, env = "PIXELMILL_WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
@@ -199,6 +205,7 @@ impl ServeArgs {
             data_dir,
             meta,
             blob,
+            replicator,
             link_ttl,
             max_body_bytes,
             max_pixels,
@@ -222,6 +229,7 @@ impl ServeArgs {
         );
         c.render_signing_key = self.render_signing_key.or(c.render_signing_key);
         c.public_url = self.public_url.or(c.public_url);
+        c.download_redirect = self.download_redirect.or(c.download_redirect);
         c.webhook_secret = self.webhook_secret.or(c.webhook_secret);
         self.region.apply(&mut c);
         c

@@ -14,6 +14,7 @@ pub use ids::{BlobKey, EventId, ImageId, JobId, LinkToken, TenantId};
 pub use pipeline::{CompactParseError, IccMode, JobSpec, NotifySpec, OutputSpec, PipelineStep};
 pub use records::{
     IdempotencyRecord, ImageRecord, JobOutput, JobRecord, JobStatus, LinkRecord, OutboxEvent,
+    ReplicationTask,
 };
 pub use time::{now_ms, parse_duration, DurationParseError, UnixMillis};
 

@@ -144,3 +144,14 @@ pub struct OutboxEvent {
     /// After this instant the event is dropped and counted as given up.
     pub give_up_at: UnixMillis,
 }
+
+/// A blob written in region `source` that the other regions may not hold yet: the replicator's
+/// to-do, removed once every peer region has a copy. Partition key: (source, a shard of the blob
+/// key); the replicator of `source` reads its tasks oldest first, so the first one's age is the
+/// replication lag.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationTask {
+    pub blob_key: BlobKey,
+    pub source: String,
+    pub queued_at: UnixMillis,
+}

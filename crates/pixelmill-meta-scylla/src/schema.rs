@@ -4,7 +4,7 @@
 //!
 //! Tables follow the queries (no ALLOW FILTERING, no secondary indexes): each record is read by
 //! its partition key, and the two scans the sweeper and the notifier need have tables of their
-//! own, bucketed so no partition grows without bound.
+//! own, bucketed so no partition grows without bound, as has each region's replication queue.
 
 use std::collections::BTreeMap;
 
@@ -29,46 +29,71 @@ struct Migration {
     statements: &'static [&'static str],
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "images, jobs, links with their expiry and blob indexes, idempotency keys, outbox",
-    statements: &[
-        // Records are stored whole as JSON (`body`), next to the columns their queries use.
-        "CREATE TABLE IF NOT EXISTS {ks}.images (
+/// Buckets of each region's `replication_queue`: the replicator reads all of them, and each
+/// holds only blobs not yet copied.
+pub(crate) const REPLICATION_SHARDS: i32 = 4;
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description:
+            "images, jobs, links with their expiry and blob indexes, idempotency keys, outbox",
+        statements: &[
+            // Records are stored whole as JSON (`body`), next to the columns their queries use.
+            "CREATE TABLE IF NOT EXISTS {ks}.images (
             tenant text, id text, body text,
             PRIMARY KEY ((tenant, id)))",
-        // `owner`: the region running the job; another region takes it over with an LWT on it.
-        "CREATE TABLE IF NOT EXISTS {ks}.jobs (
+            // `owner`: the region running the job; another region takes it over with an LWT on it.
+            "CREATE TABLE IF NOT EXISTS {ks}.jobs (
             tenant text, id text, body text, owner text,
             PRIMARY KEY ((tenant, id)))",
-        "CREATE TABLE IF NOT EXISTS {ks}.links (
+            "CREATE TABLE IF NOT EXISTS {ks}.links (
             link_token text PRIMARY KEY, body text)",
-        // Links by the UTC day they expire on, for the sweeper: a few partitions per day. The
-        // sweeper deletes what it has handled, so tombstones are purged after 3 h (the hint
-        // window) rather than the default 10 days, which scans would have to step over.
-        "CREATE TABLE IF NOT EXISTS {ks}.links_by_expiry (
+            // Links by the UTC day they expire on, for the sweeper: a few partitions per day. The
+            // sweeper deletes what it has handled, so tombstones are purged after 3 h (the hint
+            // window) rather than the default 10 days, which scans would have to step over.
+            "CREATE TABLE IF NOT EXISTS {ks}.links_by_expiry (
             day int, shard int, expires_at bigint, link_token text, body text,
             PRIMARY KEY ((day, shard), expires_at, link_token))
             WITH CLUSTERING ORDER BY (expires_at ASC, link_token ASC)
             AND gc_grace_seconds = 10800",
-        // Which links point at an output, so the sweeper deletes it only when none does.
-        "CREATE TABLE IF NOT EXISTS {ks}.links_by_blob (
+            // Which links point at an output, so the sweeper deletes it only when none does.
+            "CREATE TABLE IF NOT EXISTS {ks}.links_by_blob (
             blob_key text, link_token text,
             PRIMARY KEY ((blob_key), link_token))",
-        "CREATE TABLE IF NOT EXISTS {ks}.idempotency_keys (
+            "CREATE TABLE IF NOT EXISTS {ks}.idempotency_keys (
             tenant text, idem_key text, body text, expires_at bigint,
             PRIMARY KEY ((tenant, idem_key)))",
-        "CREATE TABLE IF NOT EXISTS {ks}.outbox (
+            "CREATE TABLE IF NOT EXISTS {ks}.outbox (
             event_id text PRIMARY KEY, body text, next_attempt_at bigint)",
-        // Pending events by due time, in a few shards of the event id, with their bodies so the
-        // notifier reads nothing else.
-        "CREATE TABLE IF NOT EXISTS {ks}.outbox_due (
+            // Pending events by due time, in a few shards of the event id, with their bodies so the
+            // notifier reads nothing else.
+            "CREATE TABLE IF NOT EXISTS {ks}.outbox_due (
             shard int, next_attempt_at bigint, event_id text, body text,
             PRIMARY KEY ((shard), next_attempt_at, event_id))
             WITH CLUSTERING ORDER BY (next_attempt_at ASC, event_id ASC)
             AND gc_grace_seconds = 10800",
-    ],
-}];
+        ],
+    },
+    Migration {
+        version: 2,
+        description: "replication queue per source region, blob replica records",
+        statements: &[
+            // Blobs a region wrote that its peers may lack, oldest first, for that region's
+            // replicator; rows go once copied, hence the short gc_grace.
+            "CREATE TABLE IF NOT EXISTS {ks}.replication_queue (
+            source text, shard int, queued_at bigint, blob_key text, body text,
+            PRIMARY KEY ((source, shard), queued_at, blob_key))
+            WITH CLUSTERING ORDER BY (queued_at ASC, blob_key ASC)
+            AND gc_grace_seconds = 10800",
+            // The regions holding each blob: where a read-through fetches from, and what a delete
+            // must reach.
+            "CREATE TABLE IF NOT EXISTS {ks}.blob_replicas (
+            blob_key text, region text,
+            PRIMARY KEY ((blob_key), region))",
+        ],
+    },
+];
 
 /// Creates or updates the keyspace and applies the migrations it lacks; returns the versions
 /// applied by this call.

@@ -9,7 +9,7 @@ use futures::future::try_join_all;
 use futures::TryStreamExt;
 use pixelmill_core::{
     now_ms, BlobKey, EventId, IdempotencyRecord, ImageId, ImageRecord, JobId, JobRecord,
-    LinkRecord, LinkToken, OutboxEvent, TenantId, UnixMillis,
+    LinkRecord, LinkToken, OutboxEvent, ReplicationTask, TenantId, UnixMillis,
 };
 use pixelmill_meta::{Inserted, MetaError, MetaResult, MetaStore};
 use scylla::client::execution_profile::ExecutionProfile;
@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::config::{Level, ScyllaConfig, Serial};
 use crate::error::{corrupt, from_execution, from_next_row, from_pager, unexpected};
-use crate::schema::{migrate, LINK_EXPIRY_SHARDS, OUTBOX_SHARDS};
+use crate::schema::{migrate, LINK_EXPIRY_SHARDS, OUTBOX_SHARDS, REPLICATION_SHARDS};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -522,6 +522,89 @@ impl MetaStore for ScyllaMetaStore {
         self.batch(what, &s.delete_outbox, values).await
     }
 
+    async fn queue_replication(&self, task: &ReplicationTask) -> MetaResult<()> {
+        let (key, source) = (task.blob_key.as_str(), task.source.as_str());
+        let values = (
+            (
+                source,
+                shard_of(key, REPLICATION_SHARDS),
+                task.queued_at,
+                key,
+                json(task),
+            ),
+            (key, source),
+        );
+        self.batch(
+            "queuing a blob for replication",
+            &self.statements.queue_replication,
+            values,
+        )
+        .await
+    }
+
+    async fn pending_replications(
+        &self,
+        source: &str,
+        limit: usize,
+    ) -> MetaResult<Vec<ReplicationTask>> {
+        self.earliest_of_shards(
+            "reading the replication queue",
+            &self.statements.pending_replications,
+            REPLICATION_SHARDS,
+            |shard| (source, shard, limit as i32),
+            limit,
+            |task: &ReplicationTask| task.queued_at,
+        )
+        .await
+    }
+
+    async fn delete_replication(&self, task: &ReplicationTask) -> MetaResult<()> {
+        let key = task.blob_key.as_str();
+        let values = (
+            task.source.as_str(),
+            shard_of(key, REPLICATION_SHARDS),
+            task.queued_at,
+            key,
+        );
+        let s = &self.statements;
+        self.run("removing a replication task", &s.delete_replication, values)
+            .await
+            .map(drop)
+    }
+
+    async fn put_blob_replica(&self, blob: &BlobKey, region: &str) -> MetaResult<()> {
+        let s = &self.statements;
+        let values = (blob.as_str(), region);
+        self.run("recording a blob replica", &s.put_blob_replica, values)
+            .await
+            .map(drop)
+    }
+
+    async fn blob_replicas(&self, blob: &BlobKey) -> MetaResult<Vec<String>> {
+        let what = "reading where a blob is stored";
+        let rows = self
+            .run(what, &self.statements.blob_replicas, (blob.as_str(),))
+            .await?
+            .into_rows_result()
+            .map_err(|e| unexpected(what, e))?;
+        rows.rows::<(String,)>()
+            .map_err(|e| unexpected(what, e))?
+            .map(|row| row.map(|(region,)| region).map_err(|e| unexpected(what, e)))
+            .collect()
+    }
+
+    async fn delete_blob_replicas(&self, blob: &BlobKey) -> MetaResult<()> {
+        let s = &self.statements;
+        let values = (blob.as_str(),);
+        self.run(
+            "forgetting a blob's replicas",
+            &s.delete_blob_replicas,
+            values,
+        )
+        .await
+        .map(drop)
+    }
+
     async fn ping(&self) -> MetaResult<()> {
         self.run("pinging the cluster", &self.statements.ping, ())
             .await
@@ -572,6 +655,12 @@ struct Statements {
     put_outbox: Batch,
     due_outbox: PreparedStatement,
     delete_outbox: Batch,
+    queue_replication: Batch,
+    pending_replications: PreparedStatement,
+    delete_replication: PreparedStatement,
+    put_blob_replica: PreparedStatement,
+    blob_replicas: PreparedStatement,
+    delete_blob_replicas: PreparedStatement,
     ping: PreparedStatement,
 }
 
@@ -619,6 +708,7 @@ impl Statements {
         const LINK: &str = "SELECT body FROM {ks}.links WHERE link_token = ?";
         const IDEMPOTENCY: &str =
             "SELECT body FROM {ks}.idempotency_keys WHERE tenant = ? AND idem_key = ?";
+        const PUT_REPLICA: &str = "INSERT INTO {ks}.blob_replicas (blob_key, region) VALUES (?, ?)";
         let (links, outbox) = (c.link_create, c.housekeeping);
         Ok(Self {
             put_image: write("INSERT INTO {ks}.images (tenant, id, body) VALUES (?, ?, ?)", c.upload_write).await?,
@@ -754,6 +844,32 @@ impl Statements {
                 ],
                 outbox,
             ),
+            queue_replication: batch(
+                vec![
+                    write(
+                        "INSERT INTO {ks}.replication_queue (source, shard, queued_at, blob_key, body) \
+                         VALUES (?, ?, ?, ?, ?)",
+                        outbox,
+                    )
+                    .await?,
+                    write(PUT_REPLICA, outbox).await?,
+                ],
+                outbox,
+            ),
+            pending_replications: read(
+                "SELECT body FROM {ks}.replication_queue WHERE source = ? AND shard = ? LIMIT ?",
+                outbox,
+            )
+            .await?,
+            delete_replication: write(
+                "DELETE FROM {ks}.replication_queue \
+                 WHERE source = ? AND shard = ? AND queued_at = ? AND blob_key = ?",
+                outbox,
+            )
+            .await?,
+            put_blob_replica: write(PUT_REPLICA, outbox).await?,
+            blob_replicas: read("SELECT region FROM {ks}.blob_replicas WHERE blob_key = ?", outbox).await?,
+            delete_blob_replicas: write("DELETE FROM {ks}.blob_replicas WHERE blob_key = ?", outbox).await?,
             ping: read("SELECT release_version FROM system.local", Level(Consistency::LocalOne)).await?,
         })
     }

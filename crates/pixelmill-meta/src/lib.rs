@@ -1,4 +1,5 @@
-//! Metadata: images, jobs, download links, idempotency keys and the notification outbox.
+//! Metadata: images, jobs, download links, idempotency keys, the notification outbox, and where
+//! each blob's copies are (the replication queue and the replica records).
 //!
 //! The `MetaStore` trait is shaped for ScyllaDB: every access goes through a partition key named in
 //! the record's doc, expiry is a property of the record (a CQL `TTL`), and the only
@@ -17,7 +18,7 @@ pub use redb_store::RedbMetaStore;
 use async_trait::async_trait;
 use pixelmill_core::{
     BlobKey, EventId, IdempotencyRecord, ImageId, ImageRecord, JobId, JobRecord, LinkRecord,
-    LinkToken, OutboxEvent, TenantId, UnixMillis,
+    LinkToken, OutboxEvent, ReplicationTask, TenantId, UnixMillis,
 };
 
 pub type MetaResult<T> = Result<T, MetaError>;
@@ -75,6 +76,25 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Events with `next_attempt_at <= now`, earliest first, at most `limit`.
     async fn due_outbox(&self, now: UnixMillis, limit: usize) -> MetaResult<Vec<OutboxEvent>>;
     async fn delete_outbox(&self, event_id: &EventId) -> MetaResult<()>;
+
+    /// Queues `task.blob_key`, just written in region `task.source`, for copying to the other
+    /// regions, and records that `source` holds it; queuing a blob twice is harmless.
+    async fn queue_replication(&self, task: &ReplicationTask) -> MetaResult<()>;
+    /// The tasks queued by region `source`, oldest first, at most `limit`.
+    async fn pending_replications(
+        &self,
+        source: &str,
+        limit: usize,
+    ) -> MetaResult<Vec<ReplicationTask>>;
+    /// Removes a task once every peer region has its blob.
+    async fn delete_replication(&self, task: &ReplicationTask) -> MetaResult<()>;
+    /// Records that `region` holds a copy of `blob`.
+    async fn put_blob_replica(&self, blob: &BlobKey, region: &str) -> MetaResult<()>;
+    /// The regions recorded as holding `blob`, in name order. A region that copied it moments
+    /// ago in another datacenter may be missing: callers treat the list as a hint.
+    async fn blob_replicas(&self, blob: &BlobKey) -> MetaResult<Vec<String>>;
+    /// Forgets every copy of `blob` (it has been deleted in every region).
+    async fn delete_blob_replicas(&self, blob: &BlobKey) -> MetaResult<()>;
 
     /// A cheap round trip for `/readyz`.
     async fn ping(&self) -> MetaResult<()>;

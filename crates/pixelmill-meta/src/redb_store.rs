@@ -9,14 +9,14 @@ use crate::{Inserted, MetaError, MetaResult, MetaStore};
 use async_trait::async_trait;
 use pixelmill_core::{
     BlobKey, EventId, IdempotencyRecord, ImageId, ImageRecord, JobId, JobRecord, LinkRecord,
-    LinkToken, OutboxEvent, TenantId, UnixMillis,
+    LinkToken, OutboxEvent, ReplicationTask, TenantId, UnixMillis,
 };
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 use std::{path::Path, sync::Arc};
 use tables::{
-    db_err, due_keys, get_record, load_all, put_record, scoped_key, take_record, IDEMPOTENCY,
-    IDEMPOTENCY_BY_EXPIRY, IMAGES, JOBS, JOB_OWNERS, LINKS, LINKS_BY_BLOB, LINKS_BY_EXPIRY, OUTBOX,
-    OUTBOX_BY_DUE,
+    db_err, due_keys, get_record, load_all, put_record, scoped_key, take_record, BLOB_REPLICAS,
+    IDEMPOTENCY, IDEMPOTENCY_BY_EXPIRY, IMAGES, JOBS, JOB_OWNERS, LINKS, LINKS_BY_BLOB,
+    LINKS_BY_EXPIRY, OUTBOX, OUTBOX_BY_DUE, REPLICATION_QUEUE,
 };
 
 /// How many expired idempotency keys one insert purges; bounds the extra work per request while
@@ -47,6 +47,8 @@ impl RedbMetaStore {
             txn.open_table(index).map_err(db_err)?;
         }
         txn.open_table(LINKS_BY_BLOB).map_err(db_err)?;
+        txn.open_table(BLOB_REPLICAS).map_err(db_err)?;
+        txn.open_table(REPLICATION_QUEUE).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -100,6 +102,25 @@ fn remove_link(txn: &WriteTransaction, token: &str) -> MetaResult<bool> {
         .remove((old.blob_key.as_str(), token))
         .map_err(db_err)?;
     Ok(true)
+}
+
+/// The second parts of the first `limit` entries of a (first, second) index whose first part is
+/// `first`, in order.
+fn entries_of(
+    index: &impl ReadableTable<(&'static str, &'static str), ()>,
+    first: &str,
+    limit: usize,
+) -> MetaResult<Vec<String>> {
+    let mut found = Vec::new();
+    for entry in index.range((first, "")..).map_err(db_err)? {
+        let (key, _) = entry.map_err(db_err)?;
+        let (of, second) = key.value();
+        if of != first || found.len() >= limit {
+            break;
+        }
+        found.push(second.to_owned());
+    }
+    Ok(found)
 }
 
 /// Removes the outbox event under `event_id` with its index entry.
@@ -279,12 +300,7 @@ impl MetaStore for RedbMetaStore {
         let blob = blob.clone();
         self.read(move |txn| {
             let by_blob = txn.open_table(LINKS_BY_BLOB).map_err(db_err)?;
-            // The first entry at or after (blob, "") belongs to this blob iff it has any link.
-            let first = by_blob.range((blob.as_str(), "")..).map_err(db_err)?.next();
-            match first {
-                Some(entry) => Ok(entry.map_err(db_err)?.0.value().0 == blob.as_str()),
-                None => Ok(false),
-            }
+            Ok(!entries_of(&by_blob, blob.as_str(), 1)?.is_empty())
         })
         .await
     }
@@ -316,6 +332,96 @@ impl MetaStore for RedbMetaStore {
         let event_id = event_id.clone();
         self.write(move |txn| remove_outbox(txn, event_id.as_str()))
             .await
+    }
+
+    async fn queue_replication(&self, task: &ReplicationTask) -> MetaResult<()> {
+        let task = task.clone();
+        self.write(move |txn| {
+            let (key, source) = (task.blob_key.as_str(), task.source.as_str());
+            let mut queue = txn.open_table(REPLICATION_QUEUE).map_err(db_err)?;
+            queue
+                .insert((source, task.queued_at, key), ())
+                .map_err(db_err)?;
+            let mut replicas = txn.open_table(BLOB_REPLICAS).map_err(db_err)?;
+            replicas.insert((key, source), ()).map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn pending_replications(
+        &self,
+        source: &str,
+        limit: usize,
+    ) -> MetaResult<Vec<ReplicationTask>> {
+        let source = source.to_owned();
+        self.read(move |txn| {
+            let queue = txn.open_table(REPLICATION_QUEUE).map_err(db_err)?;
+            let mut tasks = Vec::new();
+            for entry in queue
+                .range((source.as_str(), i64::MIN, "")..)
+                .map_err(db_err)?
+            {
+                let (key, _) = entry.map_err(db_err)?;
+                let (of, queued_at, blob_key) = key.value();
+                if of != source || tasks.len() >= limit {
+                    break;
+                }
+                tasks.push(ReplicationTask {
+                    blob_key: BlobKey::from_string(blob_key),
+                    source: source.clone(),
+                    queued_at,
+                });
+            }
+            Ok(tasks)
+        })
+        .await
+    }
+
+    async fn delete_replication(&self, task: &ReplicationTask) -> MetaResult<()> {
+        let task = task.clone();
+        self.write(move |txn| {
+            let mut queue = txn.open_table(REPLICATION_QUEUE).map_err(db_err)?;
+            let key = (task.source.as_str(), task.queued_at, task.blob_key.as_str());
+            queue.remove(key).map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_blob_replica(&self, blob: &BlobKey, region: &str) -> MetaResult<()> {
+        let (blob, region) = (blob.clone(), region.to_owned());
+        self.write(move |txn| {
+            let mut replicas = txn.open_table(BLOB_REPLICAS).map_err(db_err)?;
+            replicas
+                .insert((blob.as_str(), region.as_str()), ())
+                .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn blob_replicas(&self, blob: &BlobKey) -> MetaResult<Vec<String>> {
+        let blob = blob.clone();
+        self.read(move |txn| {
+            let replicas = txn.open_table(BLOB_REPLICAS).map_err(db_err)?;
+            entries_of(&replicas, blob.as_str(), usize::MAX)
+        })
+        .await
+    }
+
+    async fn delete_blob_replicas(&self, blob: &BlobKey) -> MetaResult<()> {
+        let blob = blob.clone();
+        self.write(move |txn| {
+            let mut replicas = txn.open_table(BLOB_REPLICAS).map_err(db_err)?;
+            for region in entries_of(&replicas, blob.as_str(), usize::MAX)? {
+                replicas
+                    .remove((blob.as_str(), region.as_str()))
+                    .map_err(db_err)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn ping(&self) -> MetaResult<()> {

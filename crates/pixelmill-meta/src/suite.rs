@@ -7,7 +7,7 @@
 //! ordering and limit of the whole answer.
 
 use crate::{Inserted, MetaStore};
-use pixelmill_core::{now_ms, EventId, JobStatus, OutboxEvent};
+use pixelmill_core::{now_ms, EventId, ImageId, JobStatus, OutboxEvent, ReplicationTask};
 use std::sync::Arc;
 
 mod fixtures;
@@ -30,6 +30,8 @@ pub async fn run_all(store: Arc<dyn MetaStore>) {
     blob_links(&*store).await;
     outbox_replace(&*store).await;
     due_outbox(&*store).await;
+    replication_queue(&*store).await;
+    blob_replicas(&*store).await;
     store.ping().await.expect("ping");
 }
 
@@ -357,4 +359,83 @@ pub async fn due_outbox(store: &dyn MetaStore) {
     for e in [&future, &third, &first, &second] {
         store.delete_outbox(&e.event_id).await.unwrap();
     }
+}
+
+/// A region name no other run uses.
+fn unique_region() -> String {
+    format!("suite-{}", ImageId::generate()).to_lowercase()
+}
+
+/// Tasks come back per source region, oldest first, within the limit; queuing one again changes
+/// nothing; a deleted one is gone; queuing records the source as holding the blob.
+pub async fn replication_queue(store: &dyn MetaStore) {
+    let (source, other) = (unique_region(), unique_region());
+    let now = now_ms();
+    let tasks: Vec<ReplicationTask> = (0..3)
+        .map(|i| ReplicationTask {
+            blob_key: unique_blob(),
+            source: source.clone(),
+            queued_at: now + i,
+        })
+        .collect();
+    for task in tasks.iter().rev() {
+        store.queue_replication(task).await.unwrap();
+    }
+    store.queue_replication(&tasks[1]).await.unwrap();
+    assert_eq!(
+        store.pending_replications(&source, 10).await.unwrap(),
+        tasks,
+        "a region's tasks, oldest first, each once"
+    );
+    assert_eq!(
+        store.pending_replications(&source, 2).await.unwrap(),
+        tasks[..2],
+        "at most the limit, the oldest"
+    );
+    assert!(store
+        .pending_replications(&other, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    for task in &tasks {
+        let holders = store.blob_replicas(&task.blob_key).await.unwrap();
+        assert_eq!(
+            holders,
+            std::slice::from_ref(&source),
+            "queuing records the source"
+        );
+    }
+    store.delete_replication(&tasks[0]).await.unwrap();
+    store.delete_replication(&tasks[0]).await.unwrap();
+    assert_eq!(
+        store.pending_replications(&source, 10).await.unwrap(),
+        tasks[1..],
+        "a deleted task is gone; deleting twice is harmless"
+    );
+    for task in &tasks[1..] {
+        store.delete_replication(task).await.unwrap();
+    }
+    assert!(store
+        .pending_replications(&source, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Replica records per blob, in name order, each region once, all forgotten together.
+pub async fn blob_replicas(store: &dyn MetaStore) {
+    let (blob, other_blob) = (unique_blob(), unique_blob());
+    assert!(store.blob_replicas(&blob).await.unwrap().is_empty());
+    for region in ["us", "eu", "us"] {
+        store.put_blob_replica(&blob, region).await.unwrap();
+    }
+    store.put_blob_replica(&other_blob, "ap").await.unwrap();
+    assert_eq!(store.blob_replicas(&blob).await.unwrap(), ["eu", "us"]);
+    store.delete_blob_replicas(&blob).await.unwrap();
+    assert!(store.blob_replicas(&blob).await.unwrap().is_empty());
+    assert_eq!(
+        store.blob_replicas(&other_blob).await.unwrap(),
+        ["ap"],
+        "another blob's records stay"
+    );
 }

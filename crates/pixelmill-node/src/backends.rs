@@ -1,5 +1,6 @@
 //! The only place backends are chosen: URLs in the config become trait objects.
 
+use crate::replication::Peer;
 use crate::{Config, NodeError};
 use pixelmill_blob::{BlobStore, FsBlobStore};
 use pixelmill_blob_s3::{Credentials, S3BlobStore, S3Config};
@@ -67,13 +68,13 @@ fn scylla_config(config: &Config) -> Result<ScyllaConfig, NodeError> {
 /// bucket (`S3Config::from_url`), credentials from the environment; a bare `s3://` (options
 /// allowed, e.g. `s3://?part_size_mib=16`) is the bucket the node's region file names.
 pub async fn blob_store(config: &Config) -> Result<Arc<dyn BlobStore>, NodeError> {
-    if let Some(rest) = config.blob.strip_prefix("s3://") {
-        let url = if rest.is_empty() || rest.starts_with('?') {
-            region_bucket(config, rest.trim_start_matches('?'))?
-        } else {
-            config.blob.clone()
+    if config.blob.starts_with("s3://") {
+        let url = match region_bucket_options(config) {
+            Some(options) => region_bucket(config, options)?,
+            None => config.blob.clone(),
         };
-        let credentials = Credentials::from_env().map_err(NodeError::Config)?;
+        let credentials =
+            Credentials::from_env_for(config.region.as_deref()).map_err(NodeError::Config)?;
         let s3 = S3Config::from_url(&url, credentials).map_err(NodeError::Config)?;
         tracing::info!(bucket = %s3.bucket, endpoint = ?s3.endpoint, "blobs in S3");
         return Ok(Arc::new(S3BlobStore::open(s3).await?));
@@ -90,6 +91,54 @@ pub async fn blob_store(config: &Config) -> Result<Arc<dyn BlobStore>, NodeError
         )));
     };
     Ok(Arc::new(FsBlobStore::open(&root)?))
+}
+
+/// The options of a bare `s3://` blob URL (the region's bucket); `None` for any other URL.
+fn region_bucket_options(config: &Config) -> Option<&str> {
+    let rest = config.blob.strip_prefix("s3://")?;
+    (rest.is_empty() || rest.starts_with('?')).then(|| rest.trim_start_matches('?'))
+}
+
+/// The other regions' buckets, when this node's blobs are its region's bucket (`--blob s3://`):
+/// the stores it replicates to and reads through to. Empty otherwise: a node on its own bucket
+/// or on files stands alone. No request is made here, so a region that is down does not stop
+/// this one from starting.
+pub fn peer_blob_stores(config: &Config) -> Result<Vec<Peer>, NodeError> {
+    let mut peers = Vec::new();
+    for (region, url) in peer_buckets(config)? {
+        let credentials = Credentials::from_env_for(Some(&region)).map_err(NodeError::Config)?;
+        let s3 = S3Config::from_url(&url, credentials)
+            .map_err(|e| NodeError::Config(format!("region {region:?}'s bucket: {e}")))?;
+        tracing::info!(%region, bucket = %s3.bucket, endpoint = ?s3.endpoint, "replicating to");
+        peers.push(Peer {
+            region,
+            store: Arc::new(S3BlobStore::remote(s3)),
+        });
+    }
+    Ok(peers)
+}
+
+/// (region, `s3://` URL with this node's options) of every other region that names a bucket.
+fn peer_buckets(config: &Config) -> Result<Vec<(String, String)>, NodeError> {
+    let (Some(options), Some(name)) = (region_bucket_options(config), config.region.as_deref())
+    else {
+        return Ok(Vec::new());
+    };
+    let regions =
+        Regions::load(&config.regions_dir).map_err(|e| NodeError::Config(e.to_string()))?;
+    let peers = regions.iter().filter(|r| r.name != name);
+    Ok(peers
+        .filter_map(|r| Some((r.name.clone(), with_options(&r.blobs.as_ref()?.s3, options))))
+        .collect())
+}
+
+/// `url` with `extra` options appended (later options win).
+fn with_options(url: &str, extra: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    match extra {
+        "" => url.to_owned(),
+        extra => format!("{url}{separator}{extra}"),
+    }
 }
 
 /// The node's region's `blobs.s3` URL with `extra` options appended (later options win).
@@ -112,11 +161,7 @@ fn region_bucket(config: &Config, extra: &str) -> Result<String, NodeError> {
              file (regions/README.md), or give --blob s3://BUCKET?endpoint=…"
         ))
     })?;
-    let separator = if blobs.s3.contains('?') { '&' } else { '?' };
-    Ok(match extra {
-        "" => blobs.s3.clone(),
-        extra => format!("{}{separator}{extra}", blobs.s3),
-    })
+    Ok(with_options(&blobs.s3, extra))
 }
 
 /// The webhook secret from config, or one generated on first start and kept in the data dir so
@@ -163,5 +208,33 @@ mod tests {
         );
         let err = region_bucket(&in_region(None), "").unwrap_err().to_string();
         assert!(err.contains("--region"), "{err}");
+    }
+
+    #[test]
+    fn only_a_node_on_its_regions_bucket_has_peers() {
+        let on = |blob: &str, region| Config {
+            blob: blob.to_owned(),
+            ..in_region(region)
+        };
+        let regions = |config: &Config| peer_buckets(config).unwrap();
+        let us = "s3://pixelmill-us?endpoint=http://127.0.0.1:9102";
+        assert_eq!(
+            regions(&on("s3://", Some("eu"))),
+            [("us".into(), us.into())]
+        );
+        assert_eq!(
+            regions(&on("s3://?part_size_mib=16", Some("us"))),
+            [(
+                "eu".into(),
+                "s3://pixelmill-eu?endpoint=http://127.0.0.1:9101&part_size_mib=16".into()
+            )]
+        );
+        assert!(regions(&on(
+            "s3://own-bucket?endpoint=http://127.0.0.1:9101",
+            Some("eu")
+        ))
+        .is_empty());
+        assert!(regions(&on("", Some("eu"))).is_empty());
+        assert!(regions(&on("s3://", None)).is_empty());
     }
 }

@@ -28,6 +28,17 @@ pub struct Config {
     /// `PIXELMILL_S3_ACCESS_KEY_ID` / `PIXELMILL_S3_SECRET_ACCESS_KEY`), or `s3://` for the
     /// bucket of the node's region file; empty means `<data_dir>/blobs`. Default empty.
     pub blob: String,
+    /// Whether this node runs the replicator, which copies the blobs its region writes to the other
+    /// regions' buckets (only a node on its region's bucket, `blob = "s3://"`, has any). A region
+    /// needs it on at least one node. Each one works through the region's whole queue, and a copy
+    /// is idempotent (the same key is the same bytes), so a second one is redundancy, not
+    /// throughput. Default true.
+    pub replicator: bool,
+    /// When set, a download link answers 307 to a presigned URL of the blob store valid this long
+    /// (S3; never past the link's own expiry) instead of streaming the bytes through the node.
+    /// Clients must be able to reach the store's endpoint. Default: none (streamed).
+    #[serde(with = "optional_duration_text")]
+    pub download_redirect: Option<Duration>,
     /// HMAC secret for webhook signatures. Default: generated once and kept in `<data_dir>/webhook-secret`.
     #[serde(skip_serializing)]
     pub webhook_secret: Option<String>,
@@ -104,6 +115,8 @@ impl Default for Config {
             region: None,
             regions_dir: PathBuf::from("regions"),
             blob: String::new(),
+            download_redirect: None,
+            replicator: true,
             webhook_secret: None,
             link_ttl: Duration::from_secs(90 * 86_400),
             max_body_bytes: 50 * 1024 * 1024,
@@ -151,5 +164,23 @@ mod duration_text {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
         pixelmill_core::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+mod optional_duration_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration_text::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| pixelmill_core::parse_duration(&t).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }

@@ -8,7 +8,8 @@
 //! ├── workers (supervisor)
 //! │   └── worker-0 … worker-N   lease → engine → output, link, outbox → complete
 //! ├── notifier       webhook delivery from the outbox
-//! └── sweeper        expired links and unreferenced outputs
+//! ├── sweeper        expired links and unreferenced outputs
+//! └── replicator     new blobs to the peer regions' buckets (a node on its region's bucket)
 //! ```
 //! Architecture invariant: this crate is the only one that knows which backend implements which
 //! trait; everything below it takes `Arc<dyn MetaStore>` / `Arc<dyn BlobStore>`.
@@ -18,6 +19,7 @@ mod backends;
 mod config;
 mod looping;
 mod metrics;
+mod replication;
 mod roles;
 mod runner;
 mod supervisor;
@@ -88,8 +90,16 @@ impl Node {
                 config.data_dir.display()
             ))
         })?;
+        let spool_dir = config.data_dir.join("spool");
+        upload::prepare_spool(&spool_dir).map_err(|e| {
+            NodeError::Io(format!(
+                "cannot prepare the upload spool {}: {e}",
+                spool_dir.display()
+            ))
+        })?;
         let meta = backends::meta_store(&config).await?;
-        let blob = backends::blob_store(&config).await?;
+        let local_blob = backends::blob_store(&config).await?;
+        let peers = backends::peer_blob_stores(&config)?;
         let secret = backends::webhook_secret(&config)?;
         let sched = Scheduler::open(
             &config.data_dir.join("raft"),
@@ -124,6 +134,20 @@ impl Node {
         let node_metrics = metrics::NodeMetrics::register(&prometheus).map_err(metrics_err)?;
         let http_metrics = HttpMetrics::register(&prometheus).map_err(metrics_err)?;
         let notify_metrics = NotifyMetrics::register(&prometheus).map_err(metrics_err)?;
+        let (blob, replicator): (Arc<dyn pixelmill_blob::BlobStore>, _) = match &config.region {
+            Some(region) if !peers.is_empty() => {
+                let regional = replication::RegionalBlobs::new(
+                    region.clone(),
+                    local_blob,
+                    peers,
+                    meta.clone(),
+                    replication::ReplicationMetrics::register(&prometheus).map_err(metrics_err)?,
+                );
+                let replicator = config.replicator.then(|| regional.replicator());
+                (Arc::new(regional), replicator)
+            }
+            _ => (local_blob, None),
+        };
 
         let registry = Arc::new(Registry::builtin());
         let events = JobEvents::new();
@@ -146,6 +170,7 @@ impl Node {
                 public_url: public_url.clone(),
                 idempotency_ttl: Duration::from_secs(86_400),
                 queue_bound: config.queue_bound,
+                download_redirect: config.download_redirect,
             },
             render: Arc::new(
                 Renderer::new(render_settings(&config, limits), &prometheus)
@@ -199,8 +224,9 @@ impl Node {
             limits,
             max_body_bytes: config.max_body_bytes,
             max_uploads: config.max_uploads,
+            spool_dir,
         });
-        let children = vec![
+        let mut children = vec![
             ChildSpec::actor(upload::ROLE_NAME, move || {
                 (upload::UploadRole, upload_deps.clone())
             }),
@@ -247,6 +273,9 @@ impl Node {
                 )
             }),
         ];
+        if let Some(replicator) = replicator {
+            children.push(ChildSpec::looping("replicator", Arc::new(replicator)));
+        }
         let (root, finished) = Actor::spawn(
             Some(format!("node-{}", config.node_id)),
             Supervisor,

@@ -4,6 +4,11 @@
 //! no known format, and publishes it under its content address only after the engine has decoded it
 //! completely within the limits. An upload that fails, even by a panic, takes only its own actor
 //! down, and its staged data with it.
+//!
+//! The body is never held in memory: besides the blob store's writer (which holds at most one S3
+//! part) it goes to a spool file under `<data_dir>/spool`, which the decode check maps at the
+//! end. The decode then reads the body from the page cache rather than from the heap, so what an
+//! upload costs the process is its pixels, bounded by the limits, not its size in bytes.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -15,7 +20,11 @@ use pixelmill_meta::MetaStore;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use sha2::{Digest, Sha256};
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tempfile::TempPath;
+use tokio::io::AsyncWriteExt;
 
 /// Bytes enough for every magic number the engine sniffs.
 const SNIFF_BYTES: usize = 32;
@@ -29,6 +38,17 @@ pub struct UploadDeps {
     pub limits: Limits,
     pub max_body_bytes: u64,
     pub max_uploads: usize,
+    /// Where bodies are spooled for the decode check; `prepare_spool` empties it at start-up.
+    pub spool_dir: PathBuf,
+}
+
+/// Creates the spool directory, removing what a crash left in it.
+pub fn prepare_spool(dir: &Path) -> io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::create_dir_all(dir)
 }
 
 pub struct UploadRole;
@@ -72,19 +92,20 @@ impl Actor for UploadRole {
             )));
             return Ok(());
         }
-        let opened = match state.deps.blob.writer().await {
-            Ok(writer) => {
+        let opened = match open_stores(&state.deps).await {
+            Ok((writer, spool)) => {
                 let args = IngestArgs {
                     deps: state.deps.clone(),
                     tenant,
                     writer,
+                    spool,
                 };
                 Actor::spawn_linked(None, Ingest, args, myself.get_cell())
                     .await
                     .map(|(actor, _)| actor)
                     .map_err(|e| ApiError::internal(format!("could not start the upload: {e}")))
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         };
         if opened.is_ok() {
             state.in_progress += 1;
@@ -114,6 +135,46 @@ impl Actor for UploadRole {
     }
 }
 
+/// The blob store's writer and a spool file for one upload.
+async fn open_stores(deps: &UploadDeps) -> ApiResult<(Box<dyn BlobWriter>, Spool)> {
+    let dir = deps.spool_dir.clone();
+    let created = tokio::task::spawn_blocking(move || tempfile::NamedTempFile::new_in(dir))
+        .await
+        .map_err(|e| ApiError::internal(format!("could not start the upload: {e}")))?;
+    let (file, path) = created
+        .map_err(|e| {
+            ApiError::internal(format!(
+                "could not create a spool file in {}: {e}; check that the data dir is writable \
+                 and has space",
+                deps.spool_dir.display()
+            ))
+        })?
+        .into_parts();
+    let writer = deps.blob.writer().await?;
+    Ok((
+        writer,
+        Spool {
+            file: tokio::fs::File::from_std(file),
+            path,
+        },
+    ))
+}
+
+/// An upload's body on local disk, deleted when dropped.
+struct Spool {
+    file: tokio::fs::File,
+    path: TempPath,
+}
+
+impl Spool {
+    fn io_error(&self, doing: &str, e: io::Error) -> ApiError {
+        ApiError::internal(format!(
+            "{doing} the spool file {}: {e}; check the data dir's free space",
+            self.path.display()
+        ))
+    }
+}
+
 pub struct Ingest;
 
 pub enum IngestMsg {
@@ -125,15 +186,18 @@ pub struct IngestArgs {
     deps: Arc<UploadDeps>,
     tenant: TenantId,
     writer: Box<dyn BlobWriter>,
+    spool: Spool,
 }
 
 pub struct IngestState {
     deps: Arc<UploadDeps>,
     tenant: TenantId,
     writer: Option<Box<dyn BlobWriter>>,
+    spool: Option<Spool>,
     hasher: Sha256,
-    /// The whole body: the decoder needs it at the end.
-    data: Vec<u8>,
+    /// The body's first bytes, until there are enough to sniff its format.
+    head: Vec<u8>,
+    len: u64,
     sniffed: bool,
 }
 
@@ -151,8 +215,10 @@ impl Actor for Ingest {
             deps: args.deps,
             tenant: args.tenant,
             writer: Some(args.writer),
+            spool: Some(args.spool),
             hasher: Sha256::new(),
-            data: Vec::new(),
+            head: Vec::with_capacity(SNIFF_BYTES),
+            len: 0,
             sniffed: false,
         })
     }
@@ -194,34 +260,48 @@ impl Actor for Ingest {
 impl IngestState {
     async fn take(&mut self, chunk: &[u8]) -> ApiResult<()> {
         let limit = self.deps.max_body_bytes;
-        if self.data.len() as u64 + chunk.len() as u64 > limit {
+        if self.len + chunk.len() as u64 > limit {
             return Err(ApiError::payload_too_large(limit));
         }
-        let Some(writer) = self.writer.as_mut() else {
+        let (Some(writer), Some(spool)) = (self.writer.as_mut(), self.spool.as_mut()) else {
             return Err(ApiError::internal("the upload already ended"));
         };
+        if !self.sniffed {
+            let wanted = (SNIFF_BYTES - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..wanted]);
+            if self.head.len() == SNIFF_BYTES {
+                pixelmill_engine::sniff(&self.head)?;
+                self.sniffed = true;
+            }
+        }
+        let spooled = spool.file.write_all(chunk).await;
+        spooled.map_err(|e| spool.io_error("writing", e))?;
         writer.write(chunk).await?;
         self.hasher.update(chunk);
-        self.data.extend_from_slice(chunk);
-        if !self.sniffed && self.data.len() >= SNIFF_BYTES {
-            pixelmill_engine::sniff(&self.data)?;
-            self.sniffed = true;
-        }
+        self.len += chunk.len() as u64;
         Ok(())
     }
 
     async fn finish(&mut self) -> ApiResult<ImageRecord> {
-        if self.data.is_empty() {
+        if self.len == 0 {
             return Err(ApiError::bad_request(
                 "the body is empty; send the image bytes as the body or as the multipart field `file`",
             ));
         }
-        let data = std::mem::take(&mut self.data);
-        let bytes = data.len() as u64;
+        let mut spool = self
+            .spool
+            .take()
+            .ok_or_else(|| ApiError::internal("the upload already ended"))?;
+        let flushed = spool.file.flush().await;
+        flushed.map_err(|e| spool.io_error("writing", e))?;
+        let file = spool.file.into_std().await;
         let limits = self.deps.limits;
-        let info = tokio::task::spawn_blocking(move || pixelmill_engine::inspect(&data, &limits))
+        let checked = tokio::task::spawn_blocking(move || inspect_file(&file, &limits))
             .await
-            .map_err(|e| ApiError::internal(format!("image validation crashed: {e}")))??;
+            .map_err(|e| ApiError::internal(format!("image validation crashed: {e}")))?;
+        let info = checked
+            .map_err(|e| ApiError::internal(format!("reading the spool file back: {e}")))??;
+        drop(spool.path);
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let blob_key = BlobKey::original(&sha256);
         let writer = self
@@ -236,7 +316,7 @@ impl IngestState {
             width: info.width,
             height: info.height,
             frames: info.frames,
-            bytes,
+            bytes: self.len,
             sha256,
             blob_key,
             created_at: now_ms(),
@@ -245,6 +325,18 @@ impl IngestState {
         self.deps.meta.put_image(&record).await?;
         Ok(record)
     }
+}
+
+/// Decodes the spooled body completely within `limits`, reading it through a memory map.
+fn inspect_file(
+    file: &std::fs::File,
+    limits: &Limits,
+) -> io::Result<Result<pixelmill_engine::ImageInfo, pixelmill_engine::EngineError>> {
+    // Sound because the file is this upload's own spool file: nothing else writes or truncates
+    // it while it is mapped.
+    #[allow(unsafe_code)]
+    let body = unsafe { memmap2::Mmap::map(file)? };
+    Ok(pixelmill_engine::inspect(&body, limits))
 }
 
 /// The API's handle on the role.

@@ -130,6 +130,11 @@ impl Regions {
         })
     }
 
+    /// Every region, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &Region> {
+        self.regions.values()
+    }
+
     /// The metadata keyspace's replication: each region's datacenter with its replicas.
     pub fn replication(&self) -> BTreeMap<String, u32> {
         self.regions

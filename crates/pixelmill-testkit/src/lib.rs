@@ -10,6 +10,6 @@ mod servers;
 
 pub use client::Client;
 pub use hooks::{Delivery, Hooks};
-pub use images::{jpeg, png_rgba};
+pub use images::{jpeg, png_rgba, sized_png};
 pub use server::Server;
 pub use servers::{cluster, minio_available};

@@ -46,6 +46,11 @@ impl Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The process id while it runs, e.g. to read its `/proc/<pid>/status`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }

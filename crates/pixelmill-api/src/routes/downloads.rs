@@ -5,9 +5,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use pixelmill_core::{now_ms, LinkToken};
 use std::ops::Range;
+use std::time::Duration;
 
-/// `GET /d/{token}`: the output bytes, with ETag (the content address), immutable caching until the
-/// link expires, and single-range `Range` support. Unknown token 404, expired 410.
+/// `GET /d/{token}`: the output bytes, streamed from the blob store, with ETag (the content
+/// address), immutable caching until the link expires, and single-range `Range` support; or, with
+/// `download_redirect`, a 307 to a short-lived presigned URL of the blob store where it has them.
+/// Unknown token 404, expired 410.
 pub async fn download(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -47,20 +50,31 @@ pub async fn download(
     if etag_matches(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, common).into_response());
     }
-    let len = link.bytes;
-    match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        None => {
-            let bytes = state.blob.get(&link.blob_key).await?;
-            Ok((common, Body::from(bytes)).into_response())
+    if let Some(ttl) = state.settings.download_redirect {
+        // The signed URL never outlives the link.
+        let ttl = ttl.min(Duration::from_millis((link.expires_at - now) as u64));
+        let presigned = state
+            .blob
+            .presigned_get(&link.blob_key, ttl, &link.content_type)
+            .await?;
+        if let Some(url) = presigned {
+            let location = [
+                (header::LOCATION, header_value(&url)),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ];
+            return Ok((StatusCode::TEMPORARY_REDIRECT, location).into_response());
         }
+    }
+    let len = link.bytes;
+    let (status, range) = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        None => (StatusCode::OK, None),
         Some(spec) => match parse_range(spec, len) {
             Some(range) => {
-                let bytes = state.blob.get_range(&link.blob_key, range.clone()).await?;
                 common.insert(
                     header::CONTENT_RANGE,
                     header_value(&format!("bytes {}-{}/{len}", range.start, range.end - 1)),
                 );
-                Ok((StatusCode::PARTIAL_CONTENT, common, Body::from(bytes)).into_response())
+                (StatusCode::PARTIAL_CONTENT, Some(range))
             }
             None => {
                 let mut response = ApiError::new(
@@ -73,10 +87,14 @@ pub async fn download(
                     header::CONTENT_RANGE,
                     header_value(&format!("bytes */{len}")),
                 );
-                Ok(response)
+                return Ok(response);
             }
         },
-    }
+    };
+    // Streamed: a download holds one chunk at a time whatever its size.
+    let read = state.blob.read(&link.blob_key, range).await?;
+    common.insert(header::CONTENT_LENGTH, HeaderValue::from(read.len));
+    Ok((status, common, Body::from_stream(read.body)).into_response())
 }
 
 /// Whether `If-None-Match` names `etag` (or `*`), so the client's copy is current: answer 304.

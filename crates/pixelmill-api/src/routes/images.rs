@@ -114,20 +114,21 @@ pub async fn get(
     Ok(Json(views::image(&record)))
 }
 
-/// `GET /v1/images/{id}/original`: the uploaded bytes.
+/// `GET /v1/images/{id}/original`: the uploaded bytes, streamed from the blob store.
 pub async fn original(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let record = find(&state, &tenant, &id).await?;
-    let bytes = state.blob.get(&record.blob_key).await?;
+    let read = state.blob.read(&record.blob_key, None).await?;
     Ok((
         [
             (header::CONTENT_TYPE, record.format.mime().to_owned()),
             (header::ETAG, format!("\"{}\"", record.sha256)),
+            (header::CONTENT_LENGTH, read.len.to_string()),
         ],
-        Body::from(bytes),
+        Body::from_stream(read.body),
     )
         .into_response())
 }

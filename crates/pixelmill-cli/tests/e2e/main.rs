@@ -17,6 +17,7 @@ mod idempotency;
 mod migrate;
 mod overload;
 mod process;
+mod regions;
 mod render;
 mod watermark;
 
@@ -25,13 +26,16 @@ use tempfile::TempDir;
 
 pub const SECRET: &str = "e2e-webhook-secret";
 
+/// MinIO server 2 (region us's) is killed by one test and used by others: they take turns.
+pub static MINIO_2: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub struct App {
     pub server: Server,
     pub client: Client,
     /// Kept so the data dir lives as long as the app.
     pub _dir: TempDir,
     /// The node's metadata and blob settings when it is not on the embedded stores.
-    store_env: Vec<(&'static str, String)>,
+    pub store_env: Vec<(&'static str, String)>,
 }
 
 impl App {
