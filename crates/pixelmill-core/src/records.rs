@@ -145,13 +145,14 @@ pub struct OutboxEvent {
     pub give_up_at: UnixMillis,
 }
 
-/// A blob written in region `source` that the other regions may not hold yet: the replicator's
-/// to-do, removed once every peer region has a copy. Partition key: (source, a shard of the blob
-/// key); the replicator of `source` reads its tasks oldest first, so the first one's age is the
-/// replication lag.
+/// A blob written in region `source` that region `target` may not hold yet: the replicator's
+/// to-do, removed once `target` has a copy. Partition key: (source, target, a shard of the blob
+/// key); the replicator of `source` reads each target's tasks oldest first, so the first one's
+/// age is that target's replication lag, and a target that is down holds up no other.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicationTask {
     pub blob_key: BlobKey,
     pub source: String,
+    pub target: String,
     pub queued_at: UnixMillis,
 }

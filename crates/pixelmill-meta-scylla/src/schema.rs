@@ -29,8 +29,8 @@ struct Migration {
     statements: &'static [&'static str],
 }
 
-/// Buckets of each region's `replication_queue`: the replicator reads all of them, and each
-/// holds only blobs not yet copied.
+/// Buckets of each (source, target) pair's `replication_queue`: the replicator reads all of
+/// them, and each holds only blobs not yet copied.
 pub(crate) const REPLICATION_SHARDS: i32 = 4;
 
 const MIGRATIONS: &[Migration] = &[
@@ -77,13 +77,13 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 2,
-        description: "replication queue per source region, blob replica records",
+        description: "replication queue per source and target region, blob replica records",
         statements: &[
-            // Blobs a region wrote that its peers may lack, oldest first, for that region's
+            // Blobs a region wrote that a peer may lack, oldest first, for that region's
             // replicator; rows go once copied, hence the short gc_grace.
             "CREATE TABLE IF NOT EXISTS {ks}.replication_queue (
-            source text, shard int, queued_at bigint, blob_key text, body text,
-            PRIMARY KEY ((source, shard), queued_at, blob_key))
+            source text, target text, shard int, queued_at bigint, blob_key text, body text,
+            PRIMARY KEY ((source, target, shard), queued_at, blob_key))
             WITH CLUSTERING ORDER BY (queued_at ASC, blob_key ASC)
             AND gc_grace_seconds = 10800",
             // The regions holding each blob: where a read-through fetches from, and what a delete

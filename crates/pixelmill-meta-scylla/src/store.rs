@@ -527,6 +527,7 @@ impl MetaStore for ScyllaMetaStore {
         let values = (
             (
                 source,
+                task.target.as_str(),
                 shard_of(key, REPLICATION_SHARDS),
                 task.queued_at,
                 key,
@@ -545,13 +546,14 @@ impl MetaStore for ScyllaMetaStore {
     async fn pending_replications(
         &self,
         source: &str,
+        target: &str,
         limit: usize,
     ) -> MetaResult<Vec<ReplicationTask>> {
         self.earliest_of_shards(
             "reading the replication queue",
             &self.statements.pending_replications,
             REPLICATION_SHARDS,
-            |shard| (source, shard, limit as i32),
+            |shard| (source, target, shard, limit as i32),
             limit,
             |task: &ReplicationTask| task.queued_at,
         )
@@ -562,6 +564,7 @@ impl MetaStore for ScyllaMetaStore {
         let key = task.blob_key.as_str();
         let values = (
             task.source.as_str(),
+            task.target.as_str(),
             shard_of(key, REPLICATION_SHARDS),
             task.queued_at,
             key,
@@ -847,8 +850,8 @@ impl Statements {
             queue_replication: batch(
                 vec![
                     write(
-                        "INSERT INTO {ks}.replication_queue (source, shard, queued_at, blob_key, body) \
-                         VALUES (?, ?, ?, ?, ?)",
+                        "INSERT INTO {ks}.replication_queue (source, target, shard, queued_at, blob_key, body) \
+                         VALUES (?, ?, ?, ?, ?, ?)",
                         outbox,
                     )
                     .await?,
@@ -857,13 +860,14 @@ impl Statements {
                 outbox,
             ),
             pending_replications: read(
-                "SELECT body FROM {ks}.replication_queue WHERE source = ? AND shard = ? LIMIT ?",
+                "SELECT body FROM {ks}.replication_queue \
+                 WHERE source = ? AND target = ? AND shard = ? LIMIT ?",
                 outbox,
             )
             .await?,
             delete_replication: write(
                 "DELETE FROM {ks}.replication_queue \
-                 WHERE source = ? AND shard = ? AND queued_at = ? AND blob_key = ?",
+                 WHERE source = ? AND target = ? AND shard = ? AND queued_at = ? AND blob_key = ?",
                 outbox,
             )
             .await?,

@@ -77,16 +77,17 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn due_outbox(&self, now: UnixMillis, limit: usize) -> MetaResult<Vec<OutboxEvent>>;
     async fn delete_outbox(&self, event_id: &EventId) -> MetaResult<()>;
 
-    /// Queues `task.blob_key`, just written in region `task.source`, for copying to the other
-    /// regions, and records that `source` holds it; queuing a blob twice is harmless.
+    /// Queues `task.blob_key`, just written in region `task.source`, for copying to region
+    /// `task.target`, and records that `source` holds it; queuing a task twice is harmless.
     async fn queue_replication(&self, task: &ReplicationTask) -> MetaResult<()>;
-    /// The tasks queued by region `source`, oldest first, at most `limit`.
+    /// The tasks region `source` queued for `target`, oldest first, at most `limit`.
     async fn pending_replications(
         &self,
         source: &str,
+        target: &str,
         limit: usize,
     ) -> MetaResult<Vec<ReplicationTask>>;
-    /// Removes a task once every peer region has its blob.
+    /// Removes a task once its target holds the blob.
     async fn delete_replication(&self, task: &ReplicationTask) -> MetaResult<()>;
     /// Records that `region` holds a copy of `blob`.
     async fn put_blob_replica(&self, blob: &BlobKey, region: &str) -> MetaResult<()>;

@@ -104,6 +104,16 @@ fn remove_link(txn: &WriteTransaction, token: &str) -> MetaResult<bool> {
     Ok(true)
 }
 
+/// Where `task` sits in `REPLICATION_QUEUE`.
+fn queue_key(task: &ReplicationTask) -> (&str, &str, i64, &str) {
+    (
+        task.source.as_str(),
+        task.target.as_str(),
+        task.queued_at,
+        task.blob_key.as_str(),
+    )
+}
+
 /// The second parts of the first `limit` entries of a (first, second) index whose first part is
 /// `first`, in order.
 fn entries_of(
@@ -339,9 +349,7 @@ impl MetaStore for RedbMetaStore {
         self.write(move |txn| {
             let (key, source) = (task.blob_key.as_str(), task.source.as_str());
             let mut queue = txn.open_table(REPLICATION_QUEUE).map_err(db_err)?;
-            queue
-                .insert((source, task.queued_at, key), ())
-                .map_err(db_err)?;
+            queue.insert(queue_key(&task), ()).map_err(db_err)?;
             let mut replicas = txn.open_table(BLOB_REPLICAS).map_err(db_err)?;
             replicas.insert((key, source), ()).map_err(db_err)?;
             Ok(())
@@ -352,24 +360,24 @@ impl MetaStore for RedbMetaStore {
     async fn pending_replications(
         &self,
         source: &str,
+        target: &str,
         limit: usize,
     ) -> MetaResult<Vec<ReplicationTask>> {
-        let source = source.to_owned();
+        let (source, target) = (source.to_owned(), target.to_owned());
         self.read(move |txn| {
             let queue = txn.open_table(REPLICATION_QUEUE).map_err(db_err)?;
             let mut tasks = Vec::new();
-            for entry in queue
-                .range((source.as_str(), i64::MIN, "")..)
-                .map_err(db_err)?
-            {
+            let first = (source.as_str(), target.as_str(), i64::MIN, "");
+            for entry in queue.range(first..).map_err(db_err)? {
                 let (key, _) = entry.map_err(db_err)?;
-                let (of, queued_at, blob_key) = key.value();
-                if of != source || tasks.len() >= limit {
+                let (from, to, queued_at, blob_key) = key.value();
+                if (from, to) != (source.as_str(), target.as_str()) || tasks.len() >= limit {
                     break;
                 }
                 tasks.push(ReplicationTask {
                     blob_key: BlobKey::from_string(blob_key),
                     source: source.clone(),
+                    target: target.clone(),
                     queued_at,
                 });
             }
@@ -382,8 +390,7 @@ impl MetaStore for RedbMetaStore {
         let task = task.clone();
         self.write(move |txn| {
             let mut queue = txn.open_table(REPLICATION_QUEUE).map_err(db_err)?;
-            let key = (task.source.as_str(), task.queued_at, task.blob_key.as_str());
-            queue.remove(key).map_err(db_err)?;
+            queue.remove(queue_key(&task)).map_err(db_err)?;
             Ok(())
         })
         .await

@@ -366,37 +366,55 @@ fn unique_region() -> String {
     format!("suite-{}", ImageId::generate()).to_lowercase()
 }
 
-/// Tasks come back per source region, oldest first, within the limit; queuing one again changes
-/// nothing; a deleted one is gone; queuing records the source as holding the blob.
+/// Tasks come back per (source, target) region, oldest first, within the limit; queuing one again
+/// changes nothing; a deleted one is gone; queuing records the source as holding the blob.
 pub async fn replication_queue(store: &dyn MetaStore) {
-    let (source, other) = (unique_region(), unique_region());
+    let (source, target, other) = (unique_region(), unique_region(), unique_region());
     let now = now_ms();
-    let tasks: Vec<ReplicationTask> = (0..3)
-        .map(|i| ReplicationTask {
-            blob_key: unique_blob(),
-            source: source.clone(),
-            queued_at: now + i,
-        })
-        .collect();
-    for task in tasks.iter().rev() {
+    let task = |i: i64, target: &str| ReplicationTask {
+        blob_key: unique_blob(),
+        source: source.clone(),
+        target: target.to_owned(),
+        queued_at: now + i,
+    };
+    let tasks: Vec<ReplicationTask> = (0..3).map(|i| task(i, &target)).collect();
+    let elsewhere = task(0, &other);
+    for task in tasks.iter().rev().chain([&elsewhere]) {
         store.queue_replication(task).await.unwrap();
     }
     store.queue_replication(&tasks[1]).await.unwrap();
+    let pending = |target: &str, limit| {
+        let (source, target) = (source.clone(), target.to_owned());
+        async move {
+            store
+                .pending_replications(&source, &target, limit)
+                .await
+                .unwrap()
+        }
+    };
     assert_eq!(
-        store.pending_replications(&source, 10).await.unwrap(),
+        pending(&target, 10).await,
         tasks,
-        "a region's tasks, oldest first, each once"
+        "a target's tasks, oldest first, each once"
     );
     assert_eq!(
-        store.pending_replications(&source, 2).await.unwrap(),
+        pending(&target, 2).await,
         tasks[..2],
         "at most the limit, the oldest"
     );
-    assert!(store
-        .pending_replications(&other, 10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_eq!(
+        pending(&other, 10).await,
+        std::slice::from_ref(&elsewhere),
+        "per target"
+    );
+    assert!(
+        store
+            .pending_replications(&other, &target, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "per source"
+    );
     for task in &tasks {
         let holders = store.blob_replicas(&task.blob_key).await.unwrap();
         assert_eq!(
@@ -408,18 +426,15 @@ pub async fn replication_queue(store: &dyn MetaStore) {
     store.delete_replication(&tasks[0]).await.unwrap();
     store.delete_replication(&tasks[0]).await.unwrap();
     assert_eq!(
-        store.pending_replications(&source, 10).await.unwrap(),
+        pending(&target, 10).await,
         tasks[1..],
         "a deleted task is gone; deleting twice is harmless"
     );
-    for task in &tasks[1..] {
+    for task in tasks[1..].iter().chain([&elsewhere]) {
         store.delete_replication(task).await.unwrap();
     }
-    assert!(store
-        .pending_replications(&source, 10)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(pending(&target, 10).await.is_empty());
+    assert!(pending(&other, 10).await.is_empty());
 }
 
 /// Replica records per blob, in name order, each region once, all forgotten together.

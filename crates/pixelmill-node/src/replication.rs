@@ -15,7 +15,7 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 use pixelmill_blob::{BlobError, BlobMeta, BlobRead, BlobResult, BlobStore, BlobWriter};
 use pixelmill_core::{now_ms, BlobKey, ReplicationTask};
 use pixelmill_meta::{MetaError, MetaStore};
-use prometheus::{Gauge, IntCounterVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -32,7 +32,7 @@ pub struct Peer {
 /// What replication and read-through did, for `/metrics`.
 #[derive(Clone)]
 pub struct ReplicationMetrics {
-    lag: Gauge,
+    lag: GaugeVec,
     copies: IntCounterVec,
     bytes: IntCounterVec,
     read_through: IntCounterVec,
@@ -40,9 +40,12 @@ pub struct ReplicationMetrics {
 
 impl ReplicationMetrics {
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let lag = Gauge::new(
-            "pixelmill_replication_lag_seconds",
-            "Age of the oldest blob this region wrote that a peer region does not hold yet (0: none)",
+        let lag = GaugeVec::new(
+            Opts::new(
+                "pixelmill_replication_lag_seconds",
+                "Age of the oldest blob this region wrote that a peer region does not hold yet (0: none)",
+            ),
+            &["peer"],
         )?;
         let copies = IntCounterVec::new(
             Opts::new(
@@ -95,21 +98,23 @@ struct Shared {
 }
 
 impl Shared {
-    /// Queues a committed blob for the replicator. An error here fails the write it follows, so
-    /// nothing is acknowledged that would never reach the other regions.
+    /// Queues a committed blob for the replicator, once per peer. An error here fails the write
+    /// it follows, so nothing is acknowledged that would never reach the other regions.
     async fn queue(&self, key: &BlobKey) -> BlobResult<()> {
         if !replicated(key) {
             return Ok(());
         }
-        let task = ReplicationTask {
-            blob_key: key.clone(),
-            source: self.region.clone(),
-            queued_at: now_ms(),
-        };
-        self.meta
-            .queue_replication(&task)
-            .await
-            .map_err(|e| meta_error("queuing a blob for replication", e))?;
+        let queued_at = now_ms();
+        for peer in &self.peers {
+            let task = ReplicationTask {
+                blob_key: key.clone(),
+                source: self.region.clone(),
+                target: peer.region.clone(),
+                queued_at,
+            };
+            let queued = self.meta.queue_replication(&task).await;
+            queued.map_err(|e| meta_error("queuing a blob for replication", e))?;
+        }
         self.queued.notify_one();
         Ok(())
     }
@@ -347,7 +352,7 @@ impl BlobWriter for QueuingWriter {
     }
 }
 
-/// Tasks read per turn, and copied at once.
+/// Tasks read per peer and turn, and copied at once.
 const BATCH: usize = 64;
 const CONCURRENT_COPIES: usize = 8;
 const FIRST_RETRY: Duration = Duration::from_millis(200);
@@ -359,18 +364,11 @@ struct Backoff {
     retry_at: Instant,
 }
 
-/// Copies the blobs this region wrote to every peer region (see the module doc).
+/// Copies the blobs this region wrote to every peer region (see the module doc). Each peer has
+/// its own queue and backoff, so one that is down delays no other.
 pub struct Replicator {
     shared: Arc<Shared>,
     backoff: Mutex<HashMap<String, Backoff>>,
-}
-
-/// What became of one task in a turn.
-enum Replicated {
-    /// Every peer has the blob; the task is gone.
-    Done,
-    /// Some peer still lacks it; the task stays for a later turn.
-    Pending,
 }
 
 impl Replicator {
@@ -400,63 +398,44 @@ impl Replicator {
         entry.retry_at = Instant::now() + wait;
     }
 
-    async fn replicate(&self, task: &ReplicationTask) -> Result<Replicated, String> {
+    /// Copies `task`'s blob to its peer and records the copy; `false` when the copy failed and
+    /// the task stays queued.
+    async fn replicate(&self, task: &ReplicationTask, peer: &Peer) -> Result<bool, String> {
         let shared = &self.shared;
         let key = &task.blob_key;
-        let holders = shared
-            .meta
-            .blob_replicas(key)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut pending = false;
-        for peer in shared.peers.iter().filter(|p| !holders.contains(&p.region)) {
-            if self.backing_off(peer) {
-                pending = true;
-                continue;
-            }
-            let count = |outcome| {
-                shared
+        let count = |outcome| {
+            shared
+                .metrics
+                .copies
+                .with_label_values(&[peer.region.as_str(), outcome])
+                .inc()
+        };
+        match self.copy(key, peer).await {
+            Ok(Some(bytes)) => {
+                count("copied");
+                let copied = shared
                     .metrics
-                    .copies
-                    .with_label_values(&[peer.region.as_str(), outcome])
-                    .inc()
-            };
-            match self.copy(key, peer).await {
-                Ok(copied) => {
-                    let recorded = shared.meta.put_blob_replica(key, &peer.region).await;
-                    recorded.map_err(|e| e.to_string())?;
-                    self.record(peer, true);
-                    match copied {
-                        Some(bytes) => {
-                            count("copied");
-                            shared
-                                .metrics
-                                .bytes
-                                .with_label_values(&[peer.region.as_str()])
-                                .inc_by(bytes);
-                        }
-                        None => count("present"),
-                    }
-                }
-                // Gone from here: swept after its links expired, so there is nothing to copy.
-                Err(BlobError::NotFound(_)) => {
-                    tracing::debug!(blob = %key, "a queued blob is gone; dropping its replication");
-                    break;
-                }
-                Err(err) => {
-                    count("failed");
-                    tracing::warn!(%err, blob = %key, region = %peer.region, "replication failed; retrying with backoff");
-                    self.record(peer, false);
-                    pending = true;
-                }
+                    .bytes
+                    .with_label_values(&[peer.region.as_str()]);
+                copied.inc_by(bytes);
+            }
+            Ok(None) => count("present"),
+            // Gone from here: swept after its links expired, so there is nothing to copy.
+            Err(BlobError::NotFound(_)) => {
+                tracing::debug!(blob = %key, "a queued blob is gone; dropping its replication");
+                let deleted = shared.meta.delete_replication(task).await;
+                return deleted.map(|()| true).map_err(|e| e.to_string());
+            }
+            Err(err) => {
+                count("failed");
+                tracing::warn!(%err, blob = %key, region = %peer.region, "replication failed; retrying with backoff");
+                return Ok(false);
             }
         }
-        if pending {
-            return Ok(Replicated::Pending);
-        }
+        let recorded = shared.meta.put_blob_replica(key, &peer.region).await;
+        recorded.map_err(|e| e.to_string())?;
         let deleted = shared.meta.delete_replication(task).await;
-        deleted.map_err(|e| e.to_string())?;
-        Ok(Replicated::Done)
+        deleted.map(|()| true).map_err(|e| e.to_string())
     }
 
     /// Streams `key` from this region to `peer`: the bytes copied, or `None` when the peer has
@@ -474,43 +453,57 @@ impl Replicator {
         writer.commit(key).await?;
         Ok(Some(len))
     }
+
+    /// One batch of `peer`'s queue: whether it was full and all of it copied (more may wait).
+    async fn serve(&self, peer: &Peer) -> Result<bool, String> {
+        let shared = &self.shared;
+        let tasks = shared
+            .meta
+            .pending_replications(&shared.region, &peer.region, BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
+        let copies: Vec<_> = match self.backing_off(peer) {
+            true => Vec::new(),
+            false => tasks
+                .iter()
+                .map(|task| self.replicate(task, peer))
+                .collect(),
+        };
+        let outcomes: Vec<Result<bool, String>> = futures::stream::iter(copies)
+            .buffered(CONCURRENT_COPIES)
+            .collect()
+            .await;
+        if let Some(Err(err)) = outcomes.iter().find(|o| o.is_err()) {
+            return Err(err.clone());
+        }
+        let copied = outcomes.iter().filter(|o| matches!(o, Ok(true))).count();
+        if !outcomes.is_empty() {
+            self.record(peer, copied == outcomes.len());
+        }
+        // Tasks come oldest first, so the oldest still queued gives the lag.
+        let oldest_pending = tasks
+            .iter()
+            .enumerate()
+            .find(|(i, _)| !matches!(outcomes.get(*i), Some(Ok(true))))
+            .map(|(_, task)| task.queued_at);
+        let lag_ms = oldest_pending.map_or(0, |at| (now_ms() - at).max(0));
+        let lag = shared
+            .metrics
+            .lag
+            .with_label_values(&[peer.region.as_str()]);
+        lag.set(lag_ms as f64 / 1000.0);
+        Ok(tasks.len() == BATCH && copied == BATCH)
+    }
 }
 
 #[async_trait]
 impl LoopTask for Replicator {
     async fn turn(&self) -> Result<Pace, String> {
-        let shared = &self.shared;
-        let tasks = shared
-            .meta
-            .pending_replications(&shared.region, BATCH)
-            .await
-            .map_err(|e| e.to_string())?;
-        let copies: Vec<_> = tasks.iter().map(|task| self.replicate(task)).collect();
-        let outcomes: Vec<Result<Replicated, String>> = futures::stream::iter(copies)
-            .buffered(CONCURRENT_COPIES)
-            .collect()
-            .await;
-        // Tasks come oldest first, so the oldest still pending gives the lag.
-        let oldest_pending = tasks
-            .iter()
-            .zip(&outcomes)
-            .find(|(_, outcome)| !matches!(outcome, Ok(Replicated::Done)))
-            .map(|(task, _)| task.queued_at);
-        let lag_ms = oldest_pending.map_or(0, |at| (now_ms() - at).max(0));
-        shared.metrics.lag.set(lag_ms as f64 / 1000.0);
-        if let Some(Err(err)) = outcomes.iter().find(|o| o.is_err()) {
-            return Err(err.clone());
+        let mut busy = false;
+        for peer in &self.shared.peers {
+            busy |= self.serve(peer).await?;
         }
-        let done = outcomes
-            .iter()
-            .filter(|o| matches!(o, Ok(Replicated::Done)))
-            .count();
-        // A full batch that made progress may have more behind it.
-        Ok(if tasks.len() == BATCH && done > 0 {
-            Pace::Busy
-        } else {
-            Pace::Idle
-        })
+        Ok(if busy { Pace::Busy } else { Pace::Idle })
     }
 
     fn idle_wait(&self) -> Duration {

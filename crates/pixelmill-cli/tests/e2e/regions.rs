@@ -163,7 +163,7 @@ async fn an_image_uploaded_in_one_region_downloads_in_the_other() {
         .get_text("/metrics")
         .await
         .lines()
-        .any(|l| l == "pixelmill_replication_lag_seconds 0")
+        .any(|l| l == "pixelmill_replication_lag_seconds{peer=\"us\"} 0")
     {
         poll_again(deadline, "eu's replication lag returning to 0").await;
     }

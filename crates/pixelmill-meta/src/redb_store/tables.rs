@@ -30,12 +30,10 @@ pub(super) const JOB_OWNERS: Records = TableDefinition::new("job_owners");
 pub(super) const LINKS_BY_EXPIRY: Index<i64> = TableDefinition::new("links_by_expiry");
 pub(super) const LINKS_BY_BLOB: Index<&'static str> = TableDefinition::new("links_by_blob");
 pub(super) const OUTBOX_BY_DUE: Index<i64> = TableDefinition::new("outbox_by_due");
-/// The replication queue: (source region, queued at, blob key) → nothing.
-pub(super) const REPLICATION_QUEUE: TableDefinition<
-    'static,
-    (&'static str, i64, &'static str),
-    (),
-> = TableDefinition::new("replication_queue");
+/// The replication queue: (source region, target region, queued at, blob key) → nothing.
+pub(super) type QueueKey = (&'static str, &'static str, i64, &'static str);
+pub(super) const REPLICATION_QUEUE: TableDefinition<'static, QueueKey, ()> =
+    TableDefinition::new("replication_queue");
 /// Where blobs are: (blob key, region) → nothing.
 pub(super) const BLOB_REPLICAS: Index<&'static str> = TableDefinition::new("blob_replicas");
 /// Lets inserts purge expired idempotency keys, the embedded stand-in for a CQL TTL.
