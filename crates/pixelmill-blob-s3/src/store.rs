@@ -22,6 +22,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumMode, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use bytes::Bytes;
 use futures::StreamExt;
 use pixelmill_blob::{
@@ -239,8 +240,12 @@ fn client(config: &S3Config) -> Client {
         .connect_timeout(config.connect_timeout)
         .operation_attempt_timeout(config.attempt_timeout)
         .build();
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
     let mut builder = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(https)
         .region(Region::new(config.region.clone()))
         .credentials_provider(credentials)
         .force_path_style(config.path_style)
@@ -655,5 +660,39 @@ impl BlobStore for S3BlobStore {
             .await;
         head.map(drop)
             .map_err(|e| classify(e, &format!("checking bucket {}", self.inner.bucket)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Credentials;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    /// An `https://` endpoint gets a TLS handshake from the ring-backed client (the SDK's own
+    /// HTTPS client is compiled out), and a server that answers no TLS is an error, not a panic.
+    #[tokio::test]
+    async fn https_endpoints_are_spoken_to_in_tls() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("https://{}", listener.local_addr().unwrap());
+        let credentials = Credentials {
+            access_key_id: "key".into(),
+            secret_access_key: "secret".into(),
+        };
+        let mut config = S3Config::new("bucket", credentials);
+        config.endpoint = Some(endpoint);
+        config.path_style = true;
+        config.max_attempts = 1;
+        let store = S3BlobStore::remote(config);
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut hello = [0u8; 3];
+            socket.read_exact(&mut hello).await.unwrap();
+            hello
+        });
+        let err = store.ping().await.unwrap_err();
+        // A TLS record header: handshake (0x16), protocol version 3.x.
+        assert_eq!(server.await.unwrap()[..2], [0x16, 0x03], "{err}");
     }
 }
