@@ -31,6 +31,8 @@ use crate::error::{corrupt, from_execution, from_next_row, from_pager, unexpecte
 use crate::schema::{migrate, LINK_EXPIRY_SHARDS, OUTBOX_SHARDS, REPLICATION_SHARDS};
 
 const DAY_MS: i64 = 86_400_000;
+/// Serial reads that settle a timed-out claim, with doubling waits from 50 ms (about 1–1.5 s).
+const SETTLE_ATTEMPTS: u32 = 5;
 
 /// Metadata in a ScyllaDB (or Apache Cassandra) cluster.
 pub struct ScyllaMetaStore {
@@ -49,6 +51,19 @@ impl std::fmt::Debug for ScyllaMetaStore {
 }
 
 impl ScyllaMetaStore {
+    /// The region that owns a job, by a serial read (which completes any round in flight).
+    async fn job_owner(&self, what: &str, key: (&str, &str)) -> MetaResult<Option<String>> {
+        let rows = self
+            .run(what, &self.statements.get_owner, key)
+            .await?
+            .into_rows_result()
+            .map_err(|e| unexpected(what, e))?;
+        let owner = rows
+            .maybe_first_row::<(Option<String>,)>()
+            .map_err(|e| unexpected(what, e))?;
+        Ok(owner.and_then(|(owner,)| owner))
+    }
+
     /// Connects, applies the schema migrations the keyspace lacks, and prepares every statement.
     pub async fn open(config: ScyllaConfig) -> MetaResult<Self> {
         let mut policy = DefaultPolicy::builder().token_aware(true);
@@ -271,19 +286,21 @@ impl MetaStore for ScyllaMetaStore {
         match self.run(what, &s.claim_job, values).await {
             Ok(result) => applied(what, result).map(|(applied, _)| applied),
             // A timed-out compare-and-set may still have applied: a serial read completes any
-            // round in flight and shows who owns the job now.
+            // round in flight and shows who owns the job now. Under contention (regions racing
+            // for one job) that read's own Paxos round can time out too, so it is retried with
+            // backoff while the other rounds finish.
             Err(MetaError::Timeout(_)) => {
                 let key = (tenant.as_str(), id.as_str());
-                let rows = self
-                    .run(what, &s.get_owner, key)
-                    .await?
-                    .into_rows_result()
-                    .map_err(|e| unexpected(what, e))?;
-                let owner = rows
-                    .maybe_first_row::<(Option<String>,)>()
-                    .map_err(|e| unexpected(what, e))?
-                    .and_then(|(owner,)| owner);
-                Ok(owner.as_deref() == Some(region))
+                let (mut attempt, mut wait) = (1, Duration::from_millis(50));
+                loop {
+                    match self.job_owner(what, key).await {
+                        Err(MetaError::Timeout(_)) if attempt < SETTLE_ATTEMPTS => {
+                            tokio::time::sleep(wait.mul_f64(1.0 + rand::random::<f64>())).await;
+                            (attempt, wait) = (attempt + 1, wait * 2);
+                        }
+                        owner => return owner.map(|o| o.as_deref() == Some(region)),
+                    }
+                }
             }
             Err(err) => Err(err),
         }
