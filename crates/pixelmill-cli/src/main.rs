@@ -4,7 +4,8 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use pixelmill_core::{IccMode, OutputFormat, OutputSpec, PipelineStep};
-use pixelmill_node::{Config, Node};
+use pixelmill_node::{Config, Node, RaftPeer};
+use pixelmill_sched::MembershipChange;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +27,14 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Run a filter pipeline on a file, offline, with the same engine.
     Process(ProcessArgs),
+    /// Inspect or change a region's scheduler raft group through any member's raft listener.
+    Raft {
+        /// A member's raft address, HOST:PORT (its --raft-listen or its entry in --peers)
+        #[arg(long, env = "PIXELMILL_RAFT_AT")]
+        at: String,
+        #[command(subcommand)]
+        action: RaftAction,
+    },
     /// Apply the schema migrations a scylla:// metadata store lacks (serve also does, at start).
     Migrate {
         /// The metadata store, as for `serve --meta`
@@ -34,6 +43,21 @@ enum Command {
         #[command(flatten)]
         region: RegionArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum RaftAction {
+    /// Print the group as that member sees it (leader, term, indexes, voters, learners), as JSON.
+    Status,
+    /// Start replicating to a new node as a non-voting learner; returns once it has caught up.
+    AddLearner {
+        /// The new node, ID=HOST:PORT (its raft listener; start it with --peers listing only itself)
+        node: RaftPeer,
+    },
+    /// Make a caught-up learner a voter.
+    Promote { id: u64 },
+    /// Take a node out of the group (voter or learner).
+    Remove { id: u64 },
 }
 
 /// Where a node sits among the regions (regions/README.md).
@@ -111,6 +135,18 @@ struct ServeArgs {
     /// How long a worker holds a job without renewing its lease [default: 30s]
     #[arg(long, env = "PIXELMILL_LEASE_TTL", value_parser = duration)]
     lease_ttl: Option<Duration>,
+    /// This node's id in the region's scheduler raft group [default: 1]
+    #[arg(long, env = "PIXELMILL_NODE_ID")]
+    node_id: Option<u64>,
+    /// Every node of the region's scheduler raft group, this one included: ID=HOST:PORT, comma-separated, e.g. 1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103 [default: none, a single-voter scheduler]
+    #[arg(long, env = "PIXELMILL_PEERS", value_delimiter = ',')]
+    peers: Vec<RaftPeer>,
+    /// Address the raft listener binds [default: this node's entry in --peers]
+    #[arg(long, env = "PIXELMILL_RAFT_LISTEN")]
+    raft_listen: Option<SocketAddr>,
+    /// Testing: delay added before every message to a raft peer, e.g. 30ms [default: 0]
+    #[arg(long, env = "PIXELMILL_RAFT_MESSAGE_DELAY", value_parser = duration)]
+    raft_message_delay: Option<Duration>,
     /// Attempts before a job fails for good [default: 5]
     #[arg(long, env = "PIXELMILL_MAX_ATTEMPTS")]
     max_attempts: Option<u32>,
@@ -215,6 +251,8 @@ impl ServeArgs {
             queue_bound,
             lease_ttl,
             max_attempts,
+            node_id,
+            raft_message_delay,
             expired_link_grace,
             sweep_interval,
             webhook_retry_window,
@@ -231,6 +269,8 @@ impl ServeArgs {
         c.public_url = self.public_url.or(c.public_url);
         c.download_redirect = self.download_redirect.or(c.download_redirect);
         c.webhook_secret = self.webhook_secret.or(c.webhook_secret);
+        c.raft_listen = self.raft_listen.or(c.raft_listen);
+        c.peers = self.peers;
         self.region.apply(&mut c);
         c
     }
@@ -248,6 +288,7 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve((*args).into_config()).await,
         Command::Process(args) => process(args),
+        Command::Raft { at, action } => raft(&at, action).await,
         Command::Migrate { meta, region } => {
             let mut config = Config {
                 meta,
@@ -276,6 +317,24 @@ async fn serve(config: Config) -> Result<()> {
     }
     tracing::info!("shutting down");
     node.shutdown().await?;
+    Ok(())
+}
+
+async fn raft(at: &str, action: RaftAction) -> Result<()> {
+    let change = match action {
+        RaftAction::Status => None,
+        RaftAction::AddLearner { node } => Some(MembershipChange::AddLearner {
+            id: node.id,
+            addr: node.addr,
+        }),
+        RaftAction::Promote { id } => Some(MembershipChange::Promote { id }),
+        RaftAction::Remove { id } => Some(MembershipChange::Remove { id }),
+    };
+    let status = match change {
+        None => pixelmill_sched::cluster_status_at(at).await?,
+        Some(change) => pixelmill_sched::change_membership_at(at, &change).await?,
+    };
+    println!("{}", serde_json::to_string_pretty(&status)?);
     Ok(())
 }
 

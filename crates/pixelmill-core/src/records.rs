@@ -74,6 +74,12 @@ pub struct JobRecord {
     pub link: Option<LinkToken>,
     pub expires_at: Option<UnixMillis>,
     pub error: Option<String>,
+    /// The scheduler lease (its raft log index) of the attempt that last wrote this record; 0
+    /// before any attempt. Only an attempt holding this lease or a later one may write it again
+    /// (`MetaStore::put_job_fenced`), so a worker whose lease was taken away cannot overwrite the
+    /// result of the attempt that replaced it.
+    #[serde(default)]
+    pub fencing: u64,
 }
 
 impl JobRecord {
@@ -99,6 +105,7 @@ impl JobRecord {
             link: None,
             expires_at: None,
             error: None,
+            fencing: 0,
         }
     }
 }

@@ -106,6 +106,9 @@ pub struct Consistencies {
     /// A region claiming another region's job (`adoption_serial`). Default SERIAL: two regions
     /// must never both win a job.
     pub adoption_serial: Serial,
+    /// A worker storing its attempt's progress only if no later lease has (`lease_serial`).
+    /// Default LOCAL_SERIAL: a region's scheduler hands out the leases of its own jobs.
+    pub lease_serial: Serial,
 }
 
 impl Default for Consistencies {
@@ -120,6 +123,7 @@ impl Default for Consistencies {
             housekeeping: Level(Consistency::LocalQuorum),
             idempotency_serial: Serial(SerialConsistency::LocalSerial),
             adoption_serial: Serial(SerialConsistency::Serial),
+            lease_serial: Serial(SerialConsistency::LocalSerial),
         }
     }
 }
@@ -270,6 +274,7 @@ impl ScyllaConfig {
             "housekeeping" => c.housekeeping = value.parse()?,
             "idempotency_serial" => c.idempotency_serial = value.parse()?,
             "adoption_serial" => c.adoption_serial = value.parse()?,
+            "lease_serial" => c.lease_serial = value.parse()?,
             other => return Err(format!("unknown option {other:?}; see docs/CONSISTENCY.md")),
         }
         Ok(())

@@ -33,6 +33,9 @@ use crate::schema::{migrate, LINK_EXPIRY_SHARDS, OUTBOX_SHARDS, REPLICATION_SHAR
 const DAY_MS: i64 = 86_400_000;
 /// Serial reads that settle a timed-out claim, with doubling waits from 50 ms (about 1–1.5 s).
 const SETTLE_ATTEMPTS: u32 = 5;
+/// Read-then-compare-and-set rounds of a fenced job write before it gives up. Only the lease
+/// holder and the node settling its expiry write a job at once, so a second round is rare.
+const FENCE_ROUNDS: u32 = 8;
 
 /// Metadata in a ScyllaDB (or Apache Cassandra) cluster.
 pub struct ScyllaMetaStore {
@@ -163,16 +166,28 @@ impl ScyllaMetaStore {
         statement: &PreparedStatement,
         values: impl scylla::serialize::row::SerializeRow,
     ) -> MetaResult<Option<T>> {
+        self.raw_body(what, statement, values)
+            .await?
+            .map(|body| serde_json::from_str(&body).map_err(|e| corrupt(what, e)))
+            .transpose()
+    }
+
+    /// The `body` column of the first row, as stored.
+    async fn raw_body(
+        &self,
+        what: &str,
+        statement: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> MetaResult<Option<String>> {
         let rows = self
             .run(what, statement, values)
             .await?
             .into_rows_result()
             .map_err(|e| unexpected(what, e))?;
         let row = rows
-            .maybe_first_row::<(String,)>()
+            .maybe_first_row::<(Option<String>,)>()
             .map_err(|e| unexpected(what, e))?;
-        row.map(|(body,)| serde_json::from_str(&body).map_err(|e| corrupt(what, e)))
-            .transpose()
+        Ok(row.and_then(|(body,)| body))
     }
 
     async fn batch(
@@ -271,6 +286,45 @@ impl MetaStore for ScyllaMetaStore {
         let s = &self.statements;
         self.body("reading a job", &s.get_job, (tenant.as_str(), id.as_str()))
             .await
+    }
+
+    async fn put_job_fenced(&self, job: &JobRecord) -> MetaResult<bool> {
+        let what = "storing a job attempt";
+        let s = &self.statements;
+        let (tenant, id) = (job.tenant.as_str(), job.id.as_str());
+        let body = json(job);
+        for _ in 0..FENCE_ROUNDS {
+            // A serial read sees every committed compare-and-set and completes any in flight
+            // (one of ours that timed out included), so the body it returns is the one to replace.
+            let Some(current) = self.raw_body(what, &s.get_job_serial, (tenant, id)).await? else {
+                return Ok(false);
+            };
+            let stored: JobRecord = serde_json::from_str(&current).map_err(|e| corrupt(what, e))?;
+            if stored.fencing > job.fencing {
+                return Ok(false);
+            }
+            if current == body {
+                return Ok(true);
+            }
+            match self
+                .run(what, &s.fence_job, (&body, tenant, id, &current))
+                .await
+            {
+                Ok(result) => {
+                    if applied(what, result)?.0 {
+                        return Ok(true);
+                    }
+                    // Changed since the read (another write of this attempt's, or a later
+                    // lease's): read again and decide on what is there now.
+                }
+                // Maybe applied: the next serial read settles it.
+                Err(MetaError::Timeout(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Err(MetaError::Timeout(format!(
+            "{what}: the job changed under each of {FENCE_ROUNDS} compare-and-sets; try again"
+        )))
     }
 
     async fn claim_job(
@@ -661,6 +715,8 @@ struct Statements {
     get_job: PreparedStatement,
     claim_job: PreparedStatement,
     get_owner: PreparedStatement,
+    fence_job: PreparedStatement,
+    get_job_serial: PreparedStatement,
     insert_idempotency: PreparedStatement,
     replace_idempotency: PreparedStatement,
     get_idempotency: PreparedStatement,
@@ -744,6 +800,17 @@ impl Statements {
             get_owner: read(
                 "SELECT owner FROM {ks}.jobs WHERE tenant = ? AND id = ?",
                 serial_read(c.adoption_serial),
+            )
+            .await?,
+            fence_job: conditional(
+                "UPDATE {ks}.jobs SET body = ? WHERE tenant = ? AND id = ? IF body = ?",
+                c.job_transition,
+                c.lease_serial,
+            )
+            .await?,
+            get_job_serial: read(
+                "SELECT body FROM {ks}.jobs WHERE tenant = ? AND id = ?",
+                serial_read(c.lease_serial),
             )
             .await?,
             insert_idempotency: conditional(

@@ -42,6 +42,12 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn put_job(&self, job: &JobRecord) -> MetaResult<()>;
     async fn get_job(&self, tenant: &TenantId, id: &JobId) -> MetaResult<Option<JobRecord>>;
 
+    /// Replaces an existing job unless an attempt with a later lease has written it: the stored
+    /// record's `fencing` must not exceed `job.fencing`. `false` when refused (or the job is gone),
+    /// and nothing was written. Atomic (a compare-and-set in CQL): a worker frozen past its lease
+    /// that wakes up and writes its result cannot undo the attempt that ran in its place.
+    async fn put_job_fenced(&self, job: &JobRecord) -> MetaResult<bool>;
+
     /// Makes `region` the owner of an existing job if `expected` still owns it (`None`: no
     /// region has claimed it yet); `true` when this call won. A conditional update (a CQL LWT on
     /// the owner), so of two regions adopting a job whose home region is gone only one wins.

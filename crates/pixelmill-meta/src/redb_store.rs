@@ -181,6 +181,24 @@ impl MetaStore for RedbMetaStore {
         .await
     }
 
+    async fn put_job_fenced(&self, job: &JobRecord) -> MetaResult<bool> {
+        let job = job.clone();
+        // One write transaction: the check and the update are atomic, like a CQL LWT.
+        self.write(move |txn| {
+            let key = scoped_key(&job.tenant, job.id.as_str());
+            let mut jobs = txn.open_table(JOBS).map_err(db_err)?;
+            let stored: Option<JobRecord> = get_record(&jobs, &key)?;
+            match stored {
+                Some(stored) if stored.fencing <= job.fencing => {
+                    put_record(&mut jobs, &key, &job)?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+        .await
+    }
+
     async fn get_job(&self, tenant: &TenantId, id: &JobId) -> MetaResult<Option<JobRecord>> {
         let key = scoped_key(tenant, id.as_str());
         self.read(move |txn| get_record(&txn.open_table(JOBS).map_err(db_err)?, &key))

@@ -25,6 +25,8 @@ pub async fn run_all(store: Arc<dyn MetaStore>) {
     idempotency_concurrency(Arc::clone(&store)).await;
     job_claims(&*store).await;
     job_claim_concurrency(Arc::clone(&store)).await;
+    fenced_job_writes(&*store).await;
+    fenced_job_write_races(Arc::clone(&store)).await;
     links(&*store).await;
     expired_links(&*store).await;
     blob_links(&*store).await;
@@ -176,6 +178,85 @@ pub async fn job_claims(store: &dyn MetaStore) {
         claim(Some("us"), "eu").await.unwrap(),
         "storing the record keeps its owner"
     );
+}
+
+/// A job written under a lease can be rewritten under the same or a later lease, never an earlier
+/// one; a job that does not exist is not created.
+pub async fn fenced_job_writes(store: &dyn MetaStore) {
+    let tenant = unique_tenant();
+    let mut j = job(&tenant);
+    j.fencing = 7;
+    assert!(
+        !store.put_job_fenced(&j).await.unwrap(),
+        "a job that does not exist"
+    );
+    assert_eq!(store.get_job(&tenant, &j.id).await.unwrap(), None);
+
+    j.fencing = 0;
+    store.put_job(&j).await.unwrap();
+    let mut running = j.clone();
+    running.status = JobStatus::Running;
+    running.fencing = 7;
+    assert!(
+        store.put_job_fenced(&running).await.unwrap(),
+        "the first lease"
+    );
+    assert!(
+        store.put_job_fenced(&running).await.unwrap(),
+        "the same record again"
+    );
+    let mut later = running.clone();
+    later.fencing = 12;
+    later.attempts = 2;
+    assert!(store.put_job_fenced(&later).await.unwrap(), "a later lease");
+    let mut stale = running.clone();
+    stale.status = JobStatus::Succeeded;
+    assert!(
+        !store.put_job_fenced(&stale).await.unwrap(),
+        "an earlier lease's result"
+    );
+    assert_eq!(
+        store.get_job(&tenant, &j.id).await.unwrap(),
+        Some(later.clone())
+    );
+    let mut done = later.clone();
+    done.status = JobStatus::Succeeded;
+    assert!(
+        store.put_job_fenced(&done).await.unwrap(),
+        "the holder's result"
+    );
+    assert_eq!(store.get_job(&tenant, &j.id).await.unwrap(), Some(done));
+}
+
+/// A stale attempt and the attempt that replaced it write at once, many times over: the later
+/// lease's record always stands.
+pub async fn fenced_job_write_races(store: Arc<dyn MetaStore>) {
+    let tenant = unique_tenant();
+    let j = job(&tenant);
+    store.put_job(&j).await.unwrap();
+    let writers: Vec<_> = [3u64, 9]
+        .into_iter()
+        .map(|fencing| {
+            let (store, mut record) = (Arc::clone(&store), j.clone());
+            record.fencing = fencing;
+            tokio::spawn(async move {
+                let mut accepted = 0;
+                for round in 0..10 {
+                    record.error = Some(format!("lease {fencing}, write {round}"));
+                    accepted += usize::from(store.put_job_fenced(&record).await.unwrap());
+                }
+                accepted
+            })
+        })
+        .collect();
+    let mut accepted = Vec::new();
+    for writer in writers {
+        accepted.push(writer.await.unwrap());
+    }
+    assert_eq!(accepted[1], 10, "the later lease is never refused");
+    let stored = store.get_job(&tenant, &j.id).await.unwrap().unwrap();
+    assert_eq!(stored.fencing, 9);
+    assert_eq!(stored.error.as_deref(), Some("lease 9, write 9"));
 }
 
 /// Regions racing to adopt one job: exactly one wins.

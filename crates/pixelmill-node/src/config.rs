@@ -75,6 +75,15 @@ pub struct Config {
     pub webhook_retry_window: Duration,
     /// This node's id in the scheduler's raft group. Default 1.
     pub node_id: u64,
+    /// Every node of the region's scheduler raft group, this one included: their ids and raft
+    /// addresses. Empty: the scheduler is a single voter inside this node. Several nodes need
+    /// metadata and blobs they all see (`meta = "scylla://…"`, a shared `blob`). Default empty.
+    pub peers: Vec<RaftPeer>,
+    /// Where this node's raft listener binds. Default: its own address in `peers`.
+    pub raft_listen: Option<SocketAddr>,
+    /// Added before every message to a peer, to test the group under network latency. Default 0.
+    #[serde(with = "duration_text")]
+    pub raft_message_delay: Duration,
     /// Key for signed render URLs: when set, `GET /v1/images/{id}/render` needs a valid `sig`.
     /// Default: none (render URLs are open).
     #[serde(skip_serializing)]
@@ -131,6 +140,9 @@ impl Default for Config {
             sweep_interval: Duration::from_secs(60),
             webhook_retry_window: Duration::from_secs(25 * 3600),
             node_id: 1,
+            peers: Vec::new(),
+            raft_listen: None,
+            raft_message_delay: Duration::ZERO,
             render_signing_key: None,
             render_cache_bytes: 256 * 1024 * 1024,
             render_store: true,
@@ -141,6 +153,34 @@ impl Default for Config {
             render_max_cost: 1_000_000_000,
             render_auto_avif: true,
         }
+    }
+}
+
+/// A member of the scheduler's raft group; written `ID=HOST:PORT` on the command line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftPeer {
+    pub id: u64,
+    pub addr: String,
+}
+
+impl std::str::FromStr for RaftPeer {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("expected ID=HOST:PORT, such as 2=127.0.0.1:7102, got {s:?}");
+        let (id, addr) = s.split_once('=').ok_or_else(bad)?;
+        let id = id.trim().parse().map_err(|_| bad())?;
+        let addr = addr.trim();
+        if addr
+            .rsplit_once(':')
+            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
+            return Err(bad());
+        }
+        Ok(RaftPeer {
+            id,
+            addr: addr.to_owned(),
+        })
     }
 }
 

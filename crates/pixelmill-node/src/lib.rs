@@ -27,14 +27,14 @@ mod upload;
 mod worker;
 
 pub use backends::migrate_meta;
-pub use config::Config;
+pub use config::{Config, RaftPeer};
 pub use runner::{JobExecutor, JobFailure, JobRef, JobRunner};
 
 use api_actor::{ApiActor, ApiArgs};
 use pixelmill_api::{ApiSettings, AppState, HttpMetrics, RenderSettings, Renderer};
 use pixelmill_engine::{Limits, Registry};
 use pixelmill_notify::{JobEvents, NotifyMetrics, WebhookConfig, WebhookDelivery};
-use pixelmill_sched::{SchedConfig, Scheduler};
+use pixelmill_sched::{RaftGroup, SchedConfig, Scheduler};
 use ractor::{Actor, ActorRef};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -55,9 +55,10 @@ pub enum NodeError {
     Blob(#[from] pixelmill_blob::BlobError),
     #[error("scheduler: {0}")]
     Sched(#[from] pixelmill_sched::SchedError),
-    #[error("cannot listen on {addr}: {source}; pick a free address with --listen")]
+    #[error("cannot listen on {addr}: {source}; pick a free address with {flag}")]
     Listen {
         addr: SocketAddr,
+        flag: &'static str,
         source: std::io::Error,
     },
     #[error("actor system: {0}")]
@@ -101,16 +102,7 @@ impl Node {
         let local_blob = backends::blob_store(&config).await?;
         let peers = backends::peer_blob_stores(&config)?;
         let secret = backends::webhook_secret(&config)?;
-        let sched = Scheduler::open(
-            &config.data_dir.join("raft"),
-            SchedConfig {
-                node_id: config.node_id,
-                queue_bound: config.queue_bound,
-                max_attempts: config.max_attempts,
-                ..SchedConfig::default()
-            },
-        )
-        .await?;
+        let sched = open_scheduler(&config).await?;
         // Every worker of this node's previous run is gone: their jobs go back to the queue now
         // rather than when their leases run out.
         let node_prefix = format!("n{}/", config.node_id);
@@ -121,6 +113,7 @@ impl Node {
                 .await
                 .map_err(|source| NodeError::Listen {
                     addr: config.listen,
+                    flag: "--listen",
                     source,
                 })?;
         let addr = listener
@@ -307,6 +300,60 @@ impl Node {
         self.sched.shutdown().await?;
         Ok(())
     }
+}
+
+/// The node's scheduler: a single voter, or its member of the region's raft group.
+async fn open_scheduler(config: &Config) -> Result<Scheduler, NodeError> {
+    let dir = config.data_dir.join("raft");
+    let sched_config = SchedConfig {
+        node_id: config.node_id,
+        queue_bound: config.queue_bound,
+        max_attempts: config.max_attempts,
+        message_delay: config.raft_message_delay,
+        ..SchedConfig::default()
+    };
+    if config.peers.is_empty() {
+        return Ok(Scheduler::open(&dir, sched_config).await?);
+    }
+    if config.peers.len() > 1 && config.meta == "embedded" {
+        return Err(NodeError::Config(
+            "a region of several nodes needs metadata they all see: pass --meta scylla://… (an embedded store would hold only this node's jobs)".to_owned(),
+        ));
+    }
+    if config.peers.len() > 1 && config.blob.is_empty() {
+        return Err(NodeError::Config(
+            "a region of several nodes needs blobs they all see: pass --blob s3://… or a file:// directory every node shares".to_owned(),
+        ));
+    }
+    let own = config.peers.iter().find(|p| p.id == config.node_id);
+    let listen = match (config.raft_listen, own) {
+        (Some(addr), _) => addr,
+        (None, Some(peer)) => peer.addr.parse().map_err(|_| {
+            NodeError::Config(format!(
+                "node {}'s raft address {} is not IP:PORT; give the address to bind with --raft-listen",
+                peer.id, peer.addr
+            ))
+        })?,
+        (None, None) => {
+            return Err(NodeError::Config(format!(
+                "--peers has no entry for this node (--node-id {}); list every node of the region, this one too",
+                config.node_id
+            )))
+        }
+    };
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| NodeError::Listen {
+            addr: listen,
+            flag: "--raft-listen",
+            source,
+        })?;
+    let peers = config
+        .peers
+        .iter()
+        .map(|p| (p.id, p.addr.clone()))
+        .collect();
+    Ok(Scheduler::open_group(&dir, sched_config, RaftGroup { listener, peers }).await?)
 }
 
 fn render_settings(config: &Config, limits: Limits) -> RenderSettings {

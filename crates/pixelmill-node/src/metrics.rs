@@ -1,4 +1,4 @@
-use pixelmill_sched::QueueStats;
+use pixelmill_sched::{ClusterStatus, Lease, QueueStats};
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -15,6 +15,64 @@ pub struct NodeMetrics {
     dead_letters: IntGauge,
     restarts: IntCounterVec,
     lease_expiries: prometheus::IntCounter,
+    superseded: prometheus::IntCounter,
+    raft: RaftGauges,
+    placement: prometheus::Histogram,
+    queue_wait: HistogramVec,
+}
+
+/// The raft group as this node sees it (`pixelmill_raft_*`).
+#[derive(Clone)]
+struct RaftGauges {
+    term: IntGauge,
+    is_leader: IntGauge,
+    leader_changes: prometheus::IntCounter,
+    last_log_index: IntGauge,
+    commit_index: IntGauge,
+    applied_index: IntGauge,
+    apply_lag: IntGauge,
+}
+
+impl RaftGauges {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let leader_changes = prometheus::IntCounter::new(
+            "pixelmill_raft_leader_changes_total",
+            "Times this node saw the scheduler leader change (to another node, or to none during an election)",
+        )?;
+        registry.register(Box::new(leader_changes.clone()))?;
+        Ok(Self {
+            term: gauge(
+                "pixelmill_raft_term",
+                "Current raft term of the scheduler group",
+            )?,
+            is_leader: gauge(
+                "pixelmill_raft_is_leader",
+                "1 while this node leads the scheduler group",
+            )?,
+            leader_changes,
+            last_log_index: gauge(
+                "pixelmill_raft_last_log_index",
+                "Last index in this node's raft log",
+            )?,
+            commit_index: gauge(
+                "pixelmill_raft_commit_index",
+                "Highest index a majority holds (on the leader; elsewhere the applied index)",
+            )?,
+            applied_index: gauge(
+                "pixelmill_raft_applied_index",
+                "Last index applied to this node's queue",
+            )?,
+            apply_lag: gauge(
+                "pixelmill_raft_apply_lag",
+                "Entries in this node's log not yet applied to its queue",
+            )?,
+        })
+    }
 }
 
 const DURATION_BUCKETS: &[f64] = &[
@@ -77,6 +135,28 @@ impl NodeMetrics {
         registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(restarts.clone()))?;
         registry.register(Box::new(lease_expiries.clone()))?;
+        let placement = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "pixelmill_placement_seconds",
+                "Time a worker's lease request took to place a job on it (forwarding and raft commit included)",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+        )?;
+        let queue_wait = HistogramVec::new(
+            HistogramOpts::new(
+                "pixelmill_queue_wait_seconds",
+                "Time a job waited in its lane before a worker leased it",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["lane"],
+        )?;
+        let superseded = prometheus::IntCounter::new(
+            "pixelmill_attempts_superseded_total",
+            "Job attempts whose lease a later attempt replaced (a frozen or partitioned worker): their writes were refused by fencing",
+        )?;
+        registry.register(Box::new(superseded.clone()))?;
+        registry.register(Box::new(placement.clone()))?;
+        registry.register(Box::new(queue_wait.clone()))?;
         Ok(Self {
             jobs,
             ops,
@@ -86,6 +166,10 @@ impl NodeMetrics {
             dead_letters,
             restarts,
             lease_expiries,
+            superseded,
+            raft: RaftGauges::register(registry)?,
+            placement,
+            queue_wait,
         })
     }
 
@@ -122,5 +206,31 @@ impl NodeMetrics {
 
     pub fn leases_returned(&self, n: usize) {
         self.lease_expiries.inc_by(n as u64);
+    }
+
+    pub fn superseded(&self) {
+        self.superseded.inc();
+    }
+
+    pub fn record_raft(&self, status: &ClusterStatus) {
+        let r = &self.raft;
+        r.term.set(status.term as i64);
+        r.is_leader
+            .set(i64::from(status.leader == Some(status.node_id)));
+        r.leader_changes
+            .inc_by(status.leader_changes.saturating_sub(r.leader_changes.get()));
+        r.last_log_index.set(status.last_log_index as i64);
+        r.commit_index.set(status.commit_index as i64);
+        r.applied_index.set(status.applied_index as i64);
+        r.apply_lag
+            .set(status.last_log_index.saturating_sub(status.applied_index) as i64);
+    }
+
+    /// A lease granted after `took`: placement latency, and how long the job had waited.
+    pub fn placed(&self, lease: &Lease, took: Duration) {
+        self.placement.observe(took.as_secs_f64());
+        self.queue_wait
+            .with_label_values(&[lease.lane.as_str()])
+            .observe(lease.waited_ms as f64 / 1000.0);
     }
 }

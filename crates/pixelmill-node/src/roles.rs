@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// Returns expired leases to the queue and publishes queue gauges.
+/// Returns expired leases to the queue (on the raft leader) and publishes queue and raft gauges.
 pub struct SchedulerTicker {
     pub sched: Scheduler,
     pub executor: Arc<dyn JobExecutor>,
@@ -37,6 +37,7 @@ impl LoopTask for SchedulerTicker {
         self.metrics.leases_returned(expired.len());
         settle_reclaimed(&*self.executor, &expired).await;
         self.metrics.record_queue(&self.sched.stats());
+        self.metrics.record_raft(&self.sched.cluster_status());
         Ok(Pace::Idle)
     }
 

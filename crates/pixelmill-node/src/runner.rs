@@ -55,6 +55,8 @@ pub struct JobRef {
     pub tenant: TenantId,
     pub job: JobId,
     pub attempt: u32,
+    /// The attempt's lease: the job record is written only while no later lease has written it.
+    pub fencing: u64,
 }
 
 impl From<&Lease> for JobRef {
@@ -63,6 +65,7 @@ impl From<&Lease> for JobRef {
             tenant: lease.tenant.clone(),
             job: lease.job.clone(),
             attempt: lease.attempt,
+            fencing: lease.fencing,
         }
     }
 }
@@ -88,13 +91,21 @@ impl JobExecutor for JobRunner {
         let Some(mut job) = self.load(&lease.into()).await? else {
             return Err(JobFailure::final_("the job record is missing"));
         };
+        if job.fencing > lease.fencing {
+            return Err(self.superseded(&job, lease.fencing));
+        }
         if job.status.is_final() {
             return Ok(()); // finished by an earlier attempt whose completion was not acknowledged
         }
         job.status = JobStatus::Running;
         job.started_at = Some(now_ms());
         job.attempts = lease.attempt;
+        job.fencing = lease.fencing;
+        // Chosen once and kept by every later attempt, so a stale attempt that still writes its
+        // link and notification writes the same ones.
+        job.link.get_or_insert_with(LinkToken::generate);
         self.save(&job).await?;
+        tracing::info!(job = %job.id, attempt = lease.attempt, fencing = lease.fencing, "job started");
         let result = self.render(&mut job).await;
         self.metrics.observe_job(
             if result.is_ok() {
@@ -111,11 +122,12 @@ impl JobExecutor for JobRunner {
         let Ok(Some(mut job)) = self.load(which).await else {
             return;
         };
-        if job.status.is_final() {
+        if job.status.is_final() || job.fencing > which.fencing {
             return;
         }
         job.error = Some(failure.error.clone());
         job.attempts = which.attempt;
+        job.fencing = which.fencing;
         if dead {
             job.status = JobStatus::Failed;
             job.finished_at = Some(now_ms());
@@ -140,11 +152,17 @@ impl JobRunner {
             .map_err(|e| JobFailure::transient(format!("reading the job failed: {e}")))
     }
 
+    /// Writes the job under its attempt's lease (`job.fencing`); refused once a later lease has
+    /// written it, and then this attempt's work is dropped.
     async fn save(&self, job: &JobRecord) -> Result<(), JobFailure> {
-        self.meta
-            .put_job(job)
+        let stored = self
+            .meta
+            .put_job_fenced(job)
             .await
             .map_err(|e| JobFailure::transient(format!("saving the job failed: {e}")))?;
+        if !stored {
+            return Err(self.superseded(job, job.fencing));
+        }
         self.events.publish(JobEvent {
             job_id: job.id.clone(),
             status: job.status,
@@ -156,6 +174,16 @@ impl JobRunner {
             self.outbox_written.notify_one();
         }
         Ok(())
+    }
+
+    /// A later lease owns the job: nothing this attempt (under `fencing`) does may count.
+    fn superseded(&self, job: &JobRecord, fencing: u64) -> JobFailure {
+        self.metrics.superseded();
+        tracing::warn!(job = %job.id, fencing, "a later attempt owns this job; this attempt's result is dropped");
+        JobFailure::transient(format!(
+            "job {} is owned by a later lease than {fencing}; this attempt's result is dropped",
+            job.id
+        ))
     }
 
     /// An image record of the job's tenant and its original's bytes.
@@ -275,7 +303,9 @@ impl JobRunner {
         job.error = None;
         // Outbox before the final status: if we crash in between, the re-run rewrites the same event.
         self.notify_outcome(job).await?;
-        self.save(job).await
+        self.save(job).await?;
+        tracing::info!(job = %job.id, attempt = job.attempts, fencing = job.fencing, "job succeeded");
+        Ok(())
     }
 
     async fn notify_outcome(&self, job: &JobRecord) -> Result<(), JobFailure> {
@@ -317,6 +347,7 @@ pub async fn settle_reclaimed(executor: &dyn JobExecutor, reclaimed: &[Reclaimed
             tenant: r.tenant.clone(),
             job: r.job.clone(),
             attempt: r.attempt,
+            fencing: r.fencing,
         };
         executor.record_failure(&which, &failure, dead).await;
     }

@@ -53,6 +53,7 @@ impl LoopTask for Worker {
             self.incarnation.load(Ordering::SeqCst)
         ));
         let lease_ms = self.lease_ttl.as_millis() as u64;
+        let asked = std::time::Instant::now();
         let mut leases = self
             .sched
             .lease(&worker, 1, lease_ms)
@@ -61,6 +62,7 @@ impl LoopTask for Worker {
         let Some(lease) = leases.pop() else {
             return Ok(Pace::Idle);
         };
+        self.metrics.placed(&lease, asked.elapsed());
 
         let heartbeat = {
             let (sched, job, fencing) = (self.sched.clone(), lease.job.clone(), lease.fencing);

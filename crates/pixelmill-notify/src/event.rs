@@ -127,6 +127,7 @@ mod tests {
             link: None,
             expires_at: None,
             error: None,
+            fencing: 1,
         }
     }
 

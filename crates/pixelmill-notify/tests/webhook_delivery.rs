@@ -129,6 +129,7 @@ impl Harness {
             link: None,
             expires_at: Some(NOW + 3_600_000),
             error: None,
+            fencing: 1,
         };
         let link = "https://px.example.com/v1/links/tok";
         let event = outbox_event(&job, Some(link), NOW, window).unwrap();

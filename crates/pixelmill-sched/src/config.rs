@@ -1,4 +1,5 @@
 use crate::queue::Policy;
+use std::time::Duration;
 
 /// How the scheduler behaves. Everything but `node_id` becomes the replicated queue policy at `open`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,6 +14,9 @@ pub struct SchedConfig {
     pub base_backoff_ms: u64,
     /// Jobs costing at most this run in the "fast" lane, the others in "slow".
     pub fast_lane_max_cost: u64,
+    /// Added before every message this node sends to a peer (raft RPCs, forwarded writes): a test
+    /// knob that makes loopback behave like a network with latency. Zero in production.
+    pub message_delay: Duration,
 }
 
 impl Default for SchedConfig {
@@ -23,6 +27,7 @@ impl Default for SchedConfig {
             max_attempts: 5,
             base_backoff_ms: 1_000,
             fast_lane_max_cost: 1_000_000,
+            message_delay: Duration::ZERO,
         }
     }
 }

@@ -1,6 +1,7 @@
 /// Scheduler failures. Retryable ones (see [`SchedError::is_retryable`]) clear up by themselves: back off and
-/// call again. The others need an operator or a code fix.
-#[derive(Debug, thiserror::Error)]
+/// call again. The others need an operator or a code fix. Serde because a follower forwards writes
+/// to the leader and passes its answer on unchanged.
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum SchedError {
     #[error("the job queue is full; retry after {retry_after_ms} ms, or raise the scheduler's queue bound if this persists")]
     Overloaded { retry_after_ms: u64 },

@@ -1,23 +1,48 @@
-//! The handle the node uses: turns calls into raft commands (stamped with the leader's clock) and raft
-//! outcomes into `SchedError`s.
+//! The handle the node uses: turns calls into raft commands and raft outcomes into `SchedError`s.
+//! Any node may be asked: a follower forwards each write to the leader, which stamps it with its
+//! clock and proposes it; a write that finds no leader (an election under way) waits for one.
 
 use crate::config::SchedConfig;
 use crate::error::SchedError;
 use crate::queue::{self, Command, Response};
-use crate::raft::{self, Applied, LogStore, NoPeers, Raft, StateMachineStore};
-use crate::types::{FailOutcome, JobTicket, Lease, QueueStats, Reclaimed, WorkerId};
-use openraft::error::{ClientWriteError, Fatal, RaftError};
-use openraft::{BasicNode, ServerState};
+use crate::raft::{
+    self, Applied, CallError, LogStore, Raft, StateMachineStore, Transport, MEMBERSHIP_PATH,
+    WRITE_PATH,
+};
+use crate::types::{
+    ClusterStatus, FailOutcome, JobTicket, Lease, MembershipChange, QueueStats, Reclaimed, WorkerId,
+};
+use openraft::error::{ClientWriteError, Fatal, InitializeError, RaftError};
+use openraft::{BasicNode, ChangeMembers, ServerState};
 use pixelmill_core::{now_ms, JobId};
-use std::collections::BTreeMap;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-/// How long `open` waits to become leader and replay the log before giving up.
+/// How long `open` waits for a leader (and, on the leader, the log replay) before giving up.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `is_ready` may spend confirming leadership.
 const READY_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a write waits for a leader to be elected or to become reachable. Elections take
+/// 300-600 ms; this rides out a few failed rounds before telling the caller to retry later.
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// Between tries while no leader is known.
+const LEADER_POLL: Duration = Duration::from_millis(25);
+/// A forwarded write's answer; the leader commits within a few fsyncs and round trips.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The region's raft group as this node sees it: where peers send RPCs to it, and every voter's
+/// raft address (`host:port`) by node id, this node included.
+#[derive(Debug)]
+pub struct RaftGroup {
+    pub listener: tokio::net::TcpListener,
+    pub peers: BTreeMap<u64, String>,
+}
 
 /// A cheap-to-clone handle on the local scheduler raft node.
 #[derive(Clone)]
@@ -29,13 +54,103 @@ struct Inner {
     raft: Raft,
     applied: Arc<RwLock<Applied>>,
     config: SchedConfig,
+    transport: Transport,
+    /// The raft listener's task, stopped by `shutdown`.
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Times this node saw the leader change (to another node or to none), counted off raft's
+    /// metrics as they change, so no change between two scrapes is missed.
+    leader_changes: Arc<AtomicU64>,
+}
+
+/// One try of a request that must run on the leader.
+enum Attempt<T> {
+    Done(Result<T, SchedError>),
+    /// Nothing was applied; try again once a (new) leader is known. The error is what the caller
+    /// gets if none turns up in time.
+    Retry(SchedError),
 }
 
 impl Scheduler {
-    /// Opens (or creates) the raft log, vote and state-machine snapshot under `dir`; initialises a
-    /// single-voter cluster on first start; waits until this node is leader and the state machine has
-    /// caught up with the log.
+    /// A single-voter scheduler: opens (or creates) the raft log, vote and state-machine snapshot
+    /// under `dir`, initialises the group on first start, and waits until this node is leader and
+    /// the state machine has caught up with the log.
     pub async fn open(dir: &Path, config: SchedConfig) -> Result<Scheduler, SchedError> {
+        let id = config.node_id;
+        let scheduler = Self::build(dir, config).await?;
+        scheduler
+            .init(BTreeMap::from([(id, BasicNode::default())]))
+            .await?;
+        scheduler
+            .inner
+            .raft
+            .wait(Some(OPEN_TIMEOUT))
+            .state(ServerState::Leader, "scheduler open")
+            .await
+            .map_err(|e| {
+                SchedError::Unavailable(format!("node {id} did not become scheduler leader: {e}"))
+            })?;
+        scheduler
+            .inner
+            .raft
+            .ensure_linearizable()
+            .await
+            .map_err(|e| {
+                SchedError::Unavailable(format!("could not replay the scheduler log: {e}"))
+            })?;
+        scheduler.adopt_policy().await?;
+        Ok(scheduler)
+    }
+
+    /// A member of a multi-node raft group: serves raft on `group.listener`, initialises the group
+    /// with `group.peers` as voters when its log is empty (every node may: the same membership on
+    /// each is safe), and waits until some node leads. A node joining an existing group as a
+    /// learner passes only itself in `peers` and is then added with `MembershipChange::AddLearner`.
+    pub async fn open_group(
+        dir: &Path,
+        config: SchedConfig,
+        group: RaftGroup,
+    ) -> Result<Scheduler, SchedError> {
+        let id = config.node_id;
+        if !group.peers.contains_key(&id) {
+            return Err(SchedError::Invalid(format!(
+                "the raft peers {:?} do not include this node's id {id}; list every node of the region, this one too",
+                group.peers.keys().collect::<Vec<_>>()
+            )));
+        }
+        let scheduler = Self::build(dir, config).await?;
+        let server = tokio::spawn({
+            let router = raft::router(scheduler.clone());
+            async move {
+                if let Err(e) = axum::serve(group.listener, router).await {
+                    tracing::error!(error = %e, "the raft listener stopped");
+                }
+            }
+        });
+        *scheduler.inner.server.lock().unwrap() = Some(server);
+        let members = group
+            .peers
+            .into_iter()
+            .map(|(id, addr)| (id, BasicNode::new(addr)))
+            .collect::<BTreeMap<_, _>>();
+        // A node started alone with a fresh log joins as a learner rather than founding a group.
+        if members.len() > 1 {
+            scheduler.init(members).await?;
+        }
+        let raft = &scheduler.inner.raft;
+        raft.wait(Some(OPEN_TIMEOUT))
+            .metrics(|m| m.current_leader.is_some(), "a scheduler leader is known")
+            .await
+            .map_err(|e| {
+                SchedError::Unavailable(format!(
+                    "node {id} found no scheduler leader within {}s ({e}); start the region's other nodes, and check that --peers is the same on each",
+                    OPEN_TIMEOUT.as_secs()
+                ))
+            })?;
+        scheduler.adopt_policy().await?;
+        Ok(scheduler)
+    }
+
+    async fn build(dir: &Path, config: SchedConfig) -> Result<Scheduler, SchedError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             SchedError::Storage(format!(
                 "cannot create scheduler directory {}: {e}",
@@ -49,38 +164,53 @@ impl Scheduler {
             .await
             .map_err(storage)?;
         let applied = sm.applied();
-        let id = config.node_id;
-        let raft = Raft::new(id, raft::raft_config()?, NoPeers, log, sm)
-            .await
-            .map_err(|e| SchedError::Fatal(format!("raft failed to start: {e}")))?;
-        let scheduler = Scheduler {
+        let transport = Transport::new(config.message_delay)
+            .map_err(|e| SchedError::Fatal(format!("cannot set up the raft transport: {e}")))?;
+        let raft = Raft::new(
+            config.node_id,
+            raft::raft_config()?,
+            transport.clone(),
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| SchedError::Fatal(format!("raft failed to start: {e}")))?;
+        let leader_changes = Arc::new(AtomicU64::new(0));
+        tokio::spawn(count_leader_changes(
+            raft.metrics(),
+            Arc::clone(&leader_changes),
+        ));
+        Ok(Scheduler {
             inner: Arc::new(Inner {
                 raft,
                 applied,
                 config,
+                transport,
+                server: Mutex::new(None),
+                leader_changes,
             }),
-        };
-        scheduler.start(id).await?;
-        Ok(scheduler)
+        })
     }
 
-    async fn start(&self, id: u64) -> Result<(), SchedError> {
+    async fn init(&self, members: BTreeMap<u64, BasicNode>) -> Result<(), SchedError> {
         let raft = &self.inner.raft;
-        if !raft.is_initialized().await.map_err(fatal)? {
-            let members = BTreeMap::from([(id, BasicNode::default())]);
-            raft.initialize(members)
-                .await
-                .map_err(|e| SchedError::Fatal(format!("cannot initialise the raft group: {e}")))?;
+        if raft.is_initialized().await.map_err(fatal)? {
+            return Ok(());
         }
-        raft.wait(Some(OPEN_TIMEOUT))
-            .state(ServerState::Leader, "scheduler open")
-            .await
-            .map_err(|e| {
-                SchedError::Unavailable(format!("node {id} did not become scheduler leader: {e}"))
-            })?;
-        raft.ensure_linearizable().await.map_err(|e| {
-            SchedError::Unavailable(format!("could not replay the scheduler log: {e}"))
-        })?;
+        match raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            // A peer initialised first and already asked for this node's vote: the group exists,
+            // and its leader will send this node the log.
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(SchedError::Fatal(format!(
+                "cannot initialise the raft group: {e}"
+            ))),
+        }
+    }
+
+    /// Makes the replicated policy this node's (every node of a region should be started with
+    /// the same scheduler settings).
+    async fn adopt_policy(&self) -> Result<(), SchedError> {
         let policy = self.inner.config.policy();
         if raft::read(&self.inner.applied).queue.policy() != &policy {
             self.write(Command::SetPolicy(policy)).await?;
@@ -201,12 +331,14 @@ impl Scheduler {
     }
 
     /// Takes back every lease whose deadline passed. The attempt stays counted: jobs out of attempts are
-    /// dead-lettered, the others are ready again at once. The node calls this periodically.
+    /// dead-lettered, the others are ready again at once. Every node calls this periodically; only
+    /// the leader's call does anything, so each expiry is proposed once and settled by one node.
     pub async fn expire_leases(&self) -> Result<Vec<Reclaimed>, SchedError> {
         let now = now_ms();
-        if !raft::read(&self.inner.applied)
-            .queue
-            .any_lease(queue::expired_at(now))
+        if !self.is_leader()
+            || !raft::read(&self.inner.applied)
+                .queue
+                .any_lease(queue::expired_at(now))
         {
             return Ok(Vec::new()); // nothing to take back: no log entry
         }
@@ -274,8 +406,108 @@ impl Scheduler {
         }
     }
 
-    /// Stops raft; every later call fails with `Fatal`. Durable state needs no flush: it was fsynced as written.
+    /// Whether this node leads the raft group now (as far as it knows: a deposed leader learns it
+    /// at its next heartbeat round, and its writes are then refused and retried on the new leader).
+    pub fn is_leader(&self) -> bool {
+        self.inner.raft.metrics().borrow().current_leader == Some(self.inner.config.node_id)
+    }
+
+    /// This node's view of the group, from raft's metrics (no round trip).
+    pub fn cluster_status(&self) -> ClusterStatus {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        let last_log_index = m.last_log_index.unwrap_or(0);
+        let applied_index = m.last_applied.map_or(0, |id| id.index);
+        let commit_index = match &m.replication {
+            // What a majority of voters holds: sort their matched indexes, take the median.
+            Some(replication) => {
+                let mut matched: Vec<u64> = voters
+                    .iter()
+                    .map(|id| match replication.get(id) {
+                        Some(log_id) => log_id.map_or(0, |l| l.index),
+                        None if *id == m.id => last_log_index,
+                        None => 0,
+                    })
+                    .collect();
+                matched.sort_unstable_by(|a, b| b.cmp(a));
+                matched.get(voters.len() / 2).copied().unwrap_or(0)
+            }
+            None => applied_index,
+        };
+        let state = match (&m.running_state, m.state) {
+            (Err(_), _) | (_, ServerState::Shutdown) => "shutdown",
+            (_, ServerState::Leader) => "leader",
+            (_, ServerState::Follower) => "follower",
+            (_, ServerState::Candidate) => "candidate",
+            (_, ServerState::Learner) => "learner",
+        };
+        ClusterStatus {
+            node_id: m.id,
+            state: state.to_owned(),
+            term: m.current_term,
+            leader: m.current_leader,
+            leader_changes: self.inner.leader_changes.load(Ordering::Relaxed),
+            last_log_index,
+            applied_index,
+            commit_index,
+            learners: membership.learner_ids().collect(),
+            voters,
+            nodes: membership
+                .nodes()
+                .map(|(id, node)| (*id, node.addr.clone()))
+                .collect(),
+        }
+    }
+
+    /// Changes the raft group's membership (on the leader, wherever it is called).
+    pub async fn change_membership(
+        &self,
+        change: MembershipChange,
+    ) -> Result<ClusterStatus, SchedError> {
+        // Membership changes are not repeated blindly: a lost answer is for the operator to check.
+        self.at_leader(MEMBERSHIP_PATH, &change, false, || {
+            self.change_membership_here(change.clone())
+        })
+        .await
+    }
+
+    /// `change_membership` on this node: `NotLeader` unless it leads.
+    pub(crate) async fn change_membership_here(
+        &self,
+        change: MembershipChange,
+    ) -> Result<ClusterStatus, SchedError> {
+        let raft = &self.inner.raft;
+        let result = match change {
+            MembershipChange::AddLearner { id, addr } => {
+                raft.add_learner(id, BasicNode::new(addr), true).await
+            }
+            MembershipChange::Promote { id } => {
+                raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                    .await
+            }
+            MembershipChange::Remove { id } => {
+                let voter = self.cluster_status().voters.contains(&id);
+                let ids = BTreeSet::from([id]);
+                let change = if voter {
+                    ChangeMembers::RemoveVoters(ids)
+                } else {
+                    ChangeMembers::RemoveNodes(ids)
+                };
+                raft.change_membership(change, false).await
+            }
+        };
+        result.map_err(|e| write_error("a membership change", e))?;
+        Ok(self.cluster_status())
+    }
+
+    /// Stops raft and the raft listener; every later call fails with `Fatal`. Durable state needs no
+    /// flush: it was fsynced as written.
     pub async fn shutdown(&self) -> Result<(), SchedError> {
+        if let Some(server) = self.inner.server.lock().unwrap().take() {
+            server.abort();
+        }
         self.inner
             .raft
             .shutdown()
@@ -283,19 +515,142 @@ impl Scheduler {
             .map_err(|e| SchedError::Fatal(format!("raft did not stop cleanly: {e}")))
     }
 
+    pub(crate) fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
     async fn write(&self, cmd: Command) -> Result<Response, SchedError> {
+        self.at_leader(WRITE_PATH, &cmd, cmd.is_repeatable(), || {
+            self.write_here(cmd.clone())
+        })
+        .await
+    }
+
+    /// Proposes `cmd` if this node leads, stamped with this node's clock; `NotLeader` otherwise.
+    pub(crate) async fn write_here(&self, mut cmd: Command) -> Result<Response, SchedError> {
+        cmd.stamp(now_ms());
         match self.inner.raft.client_write(cmd).await {
             Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(SchedError::NotLeader {
-                    leader: f.leader_id,
-                })
-            }
-            Err(RaftError::APIError(e)) => Err(SchedError::Fatal(format!(
-                "raft rejected a queue write: {e}"
-            ))),
-            Err(RaftError::Fatal(e)) => Err(fatal(e)),
+            Err(e) => Err(write_error("a queue write", e)),
         }
+    }
+
+    /// Runs a request on the leader: `here` when this node leads, else forwarded over `path` to the
+    /// node that does. While no leader is known, or the known one cannot be reached or has stopped
+    /// (it died and an election is due), tries again for up to `LEADER_WAIT`. A request that may
+    /// have been applied (its answer was lost) is repeated only if it is `repeatable`: applying it
+    /// twice does what applying it once does.
+    async fn at_leader<B, T, F>(
+        &self,
+        path: &str,
+        body: &B,
+        repeatable: bool,
+        here: impl Fn() -> F,
+    ) -> Result<T, SchedError>
+    where
+        B: Serialize,
+        T: DeserializeOwned,
+        F: Future<Output = Result<T, SchedError>>,
+    {
+        let give_up = Instant::now() + LEADER_WAIT;
+        loop {
+            let attempt = match self.leader()? {
+                Some((id, _)) if id == self.inner.config.node_id => Attempt::Done(here().await),
+                Some((id, addr)) => self.forward(id, &addr, path, body, repeatable).await,
+                None => Attempt::Retry(SchedError::NotLeader { leader: None }),
+            };
+            let attempt = match attempt {
+                Attempt::Done(Err(e @ SchedError::NotLeader { .. })) => Attempt::Retry(e),
+                other => other,
+            };
+            match attempt {
+                Attempt::Done(result) => return result,
+                Attempt::Retry(e) if Instant::now() >= give_up => return Err(e),
+                Attempt::Retry(_) => tokio::time::sleep(LEADER_POLL).await,
+            }
+        }
+    }
+
+    async fn forward<B: Serialize, T: DeserializeOwned>(
+        &self,
+        leader: u64,
+        addr: &str,
+        path: &str,
+        body: &B,
+        repeatable: bool,
+    ) -> Attempt<T> {
+        let gone = |what: String| {
+            SchedError::Unavailable(format!(
+                "the scheduler leader, node {leader}, {what}; an election should replace it within a second"
+            ))
+        };
+        match self
+            .inner
+            .transport
+            .call::<B, Result<T, SchedError>>(addr, path, body, FORWARD_TIMEOUT)
+            .await
+        {
+            // A leader that is shutting down refuses everything: nothing was applied.
+            Ok(Err(e @ (SchedError::Fatal(_) | SchedError::Storage(_)))) => {
+                Attempt::Retry(gone(format!("has stopped ({e})")))
+            }
+            Ok(answer) => Attempt::Done(answer),
+            Err(e @ CallError::Unreachable { .. }) => {
+                Attempt::Retry(gone(format!("is unreachable ({e})")))
+            }
+            Err(e @ CallError::Failed { .. }) if repeatable => {
+                Attempt::Retry(gone(format!("did not answer ({e})")))
+            }
+            Err(e @ CallError::Failed { .. }) => Attempt::Done(Err(SchedError::Unavailable(format!(
+                "the scheduler leader, node {leader}, did not answer a forwarded request ({e}); it may or may not have been applied"
+            )))),
+        }
+    }
+
+    /// The leader this node knows of, with its raft address.
+    fn leader(&self) -> Result<Option<(u64, String)>, SchedError> {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        if let Err(e) = &m.running_state {
+            return Err(fatal(e.clone()));
+        }
+        Ok(m.current_leader.map(|id| {
+            let addr = m
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|node| node.addr.clone())
+                .unwrap_or_default();
+            (id, addr)
+        }))
+    }
+}
+
+/// Ends when raft stops (its metrics channel closes).
+async fn count_leader_changes(
+    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, BasicNode>>,
+    changes: Arc<AtomicU64>,
+) {
+    let mut leader = metrics.borrow().current_leader;
+    while metrics.changed().await.is_ok() {
+        let now = metrics.borrow().current_leader;
+        if now != leader {
+            changes.fetch_add(1, Ordering::Relaxed);
+            leader = now;
+        }
+    }
+}
+
+/// A refused proposal: `NotLeader` (try the leader) or a stopped node.
+fn write_error(what: &str, e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> SchedError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => SchedError::NotLeader {
+            leader: f.leader_id,
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            SchedError::Invalid(format!("{what} was refused: {e}"))
+        }
+        RaftError::Fatal(e) => fatal(e),
     }
 }
 

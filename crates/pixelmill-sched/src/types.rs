@@ -26,6 +26,11 @@ pub struct Lease {
     /// 1-based: the first lease of a job is attempt 1.
     pub attempt: u32,
     pub deadline_ms: i64,
+    /// The lane it was queued in ("fast" or "slow").
+    pub lane: String,
+    /// How long it waited in its lane, from when it was ready (enqueued, or its backoff ended) to
+    /// this lease, on the leader's clock.
+    pub waited_ms: i64,
 }
 
 /// What became of a job whose attempt ended without success.
@@ -48,6 +53,8 @@ pub struct Reclaimed {
     pub tenant: TenantId,
     /// The attempt the lease was for (1-based).
     pub attempt: u32,
+    /// The lease's fencing token: what the node settling the attempt writes the job under.
+    pub fencing: u64,
     pub outcome: FailOutcome,
 }
 
@@ -67,4 +74,38 @@ pub struct LaneStats {
     pub leased: usize,
     /// How long the longest-waiting ready job has waited; 0 when none is waiting.
     pub oldest_queued_age_ms: i64,
+}
+
+/// A change to the region's raft group, made on the leader (a follower forwards it). Add a node as a
+/// learner first: it copies the log without voting; promote it once it has caught up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MembershipChange {
+    /// Replicate to node `id`, whose raft listener is `addr` (`host:port`); returns once it caught up.
+    AddLearner { id: u64, addr: String },
+    /// Make a caught-up learner a voter.
+    Promote { id: u64 },
+    /// Take node `id` out of the group, voter or learner.
+    Remove { id: u64 },
+}
+
+/// This node's view of the raft group, from openraft's metrics (no round trip).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub node_id: u64,
+    /// "leader", "follower", "candidate", "learner" or "shutdown".
+    pub state: String,
+    pub term: u64,
+    pub leader: Option<u64>,
+    /// Leader changes this node has seen since it started.
+    pub leader_changes: u64,
+    pub last_log_index: u64,
+    /// The last entry applied to this node's queue.
+    pub applied_index: u64,
+    /// On the leader, the highest index a majority of voters holds; elsewhere the applied index,
+    /// which trails the leader's commit index by at most one heartbeat.
+    pub commit_index: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// Every member's raft address, by id.
+    pub nodes: std::collections::BTreeMap<u64, String>,
 }

@@ -12,4 +12,4 @@ pub use client::Client;
 pub use hooks::{Delivery, Hooks};
 pub use images::{jpeg, png_rgba, sized_png};
 pub use server::Server;
-pub use servers::{cluster, minio_available};
+pub use servers::{cluster, cluster_with, minio_available};

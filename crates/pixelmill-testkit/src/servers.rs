@@ -19,12 +19,18 @@ pub fn minio_available() -> bool {
 /// Runs `cluster/<server>/<server> args…` (e.g. `("minio", ["kill-node", "2"])`), panicking if
 /// it fails.
 pub fn cluster(server: &str, args: &[&str]) {
+    cluster_with(server, args, &[]);
+}
+
+/// [`cluster`] with `env` added to the script's environment.
+pub fn cluster_with(server: &str, args: &[&str], env: &[(&str, &str)]) {
     let script = format!(
         "{}/../../cluster/{server}/{server}",
         env!("CARGO_MANIFEST_DIR")
     );
     let status = std::process::Command::new(&script)
         .args(args)
+        .envs(env.iter().copied())
         .status()
         .unwrap_or_else(|e| panic!("running {script}: {e}"));
     assert!(status.success(), "{script} {args:?} failed");

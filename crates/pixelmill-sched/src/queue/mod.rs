@@ -54,6 +54,30 @@ pub(crate) enum Command {
     },
 }
 
+impl Command {
+    /// Whether applying the command twice leaves the queue as applying it once does, so a write
+    /// whose answer was lost may be sent again. A second `Complete` finds the job gone and answers
+    /// `false`, a second `ReleaseWorker` or `ExpireLeases` finds nothing to take back; a second
+    /// `Lease` would lease more jobs and a second `Fail` would lose the first one's outcome.
+    pub(crate) fn is_repeatable(&self) -> bool {
+        !matches!(self, Command::Lease { .. } | Command::Fail { .. })
+    }
+
+    /// Sets the command's clock reading. Only the leader calls this, just before proposing, so
+    /// every deadline and backoff in the log comes from one clock whichever node asked.
+    pub(crate) fn stamp(&mut self, now: i64) {
+        match self {
+            Command::Enqueue { now_ms, .. }
+            | Command::Lease { now_ms, .. }
+            | Command::Renew { now_ms, .. }
+            | Command::Fail { now_ms, .. }
+            | Command::ExpireLeases { now_ms }
+            | Command::ReleaseWorker { now_ms, .. } => *now_ms = now,
+            Command::SetPolicy(_) | Command::Complete { .. } => {}
+        }
+    }
+}
+
 /// The outcome of applying one log entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Response {
@@ -266,6 +290,10 @@ impl QueueState {
             let Some(job) = self.core.jobs.get_mut(&id) else {
                 break;
             };
+            let ready_at = match &job.state {
+                JobState::Queued { slot } => slot.0,
+                JobState::Leased { .. } => now_ms,
+            };
             job.attempts += 1;
             job.state = JobState::Leased {
                 worker: worker.0.clone(),
@@ -279,6 +307,8 @@ impl QueueState {
                 fencing: index,
                 attempt: job.attempts,
                 deadline_ms,
+                lane: job.lane.name().to_owned(),
+                waited_ms: (now_ms - ready_at).max(0),
             });
         }
         leases
@@ -354,21 +384,30 @@ impl QueueState {
     /// Takes back every lease matching `which(worker, deadline_ms)`. The attempt stays counted (a job that
     /// keeps killing its worker must end in the dead letters), but it is ready again at once.
     fn reclaim(&mut self, now_ms: i64, which: impl Fn(&str, i64) -> bool) -> Response {
-        let ids: Vec<(JobId, TenantId, u32)> = self
+        let ids: Vec<(JobId, TenantId, u32, u64)> = self
             .core
             .jobs
             .iter()
-            .filter(|(_, job)| matches!(&job.state, JobState::Leased { worker, deadline_ms, .. } if which(worker, *deadline_ms)))
-            .map(|(id, job)| (id.clone(), job.tenant.clone(), job.attempts))
+            .filter_map(|(id, job)| match &job.state {
+                JobState::Leased {
+                    worker,
+                    deadline_ms,
+                    fencing,
+                } if which(worker, *deadline_ms) => {
+                    Some((id.clone(), job.tenant.clone(), job.attempts, *fencing))
+                }
+                _ => None,
+            })
             .collect();
         let reclaimed = ids
             .into_iter()
-            .map(|(job, tenant, attempt)| {
+            .map(|(job, tenant, attempt, fencing)| {
                 let outcome = self.end_attempt(&job, true, now_ms, false);
                 Reclaimed {
                     job,
                     tenant,
                     attempt,
+                    fencing,
                     outcome,
                 }
             })

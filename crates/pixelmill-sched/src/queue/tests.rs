@@ -195,6 +195,7 @@ fn renew_moves_the_deadline_so_expiry_skips_it() {
             job: l.job,
             tenant: TenantId::new("a"),
             attempt: 1,
+            fencing: l.fencing,
             outcome: FailOutcome::Retrying {
                 not_before_ms: 10_901,
                 attempt: 2
@@ -271,7 +272,7 @@ fn release_worker_takes_back_only_matching_leases_and_counts_the_attempt() {
     });
     h.enqueue(ticket(1, "a", 1), 0);
     h.enqueue(ticket(2, "a", 1), 0);
-    h.lease("n1/w1", 1, 0);
+    let released = h.lease("n1/w1", 1, 0).remove(0);
     h.lease("n2/w1", 1, 0);
     let out = h.apply(Command::ReleaseWorker {
         prefix: "n1/".to_owned(),
@@ -283,6 +284,7 @@ fn release_worker_takes_back_only_matching_leases_and_counts_the_attempt() {
             job: job(1),
             tenant: TenantId::new("a"),
             attempt: 1,
+            fencing: released.fencing,
             outcome: FailOutcome::DeadLettered
         }])
     );

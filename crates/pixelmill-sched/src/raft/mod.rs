@@ -1,8 +1,10 @@
-//! The openraft glue: type config, on-disk storage and (for now) peerless networking. The queue logic
-//! itself lives in `crate::queue`; this side only moves bytes and log ids around it.
+//! The openraft glue: type config, on-disk storage, the HTTP transport between a region's nodes and
+//! the listener that answers it. The queue logic itself lives in `crate::queue`; this side only
+//! moves bytes and log ids around it.
 
 mod log_store;
 mod network;
+mod server;
 mod state_machine;
 #[cfg(test)]
 mod suite;
@@ -14,7 +16,8 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 pub(crate) use log_store::LogStore;
-pub(crate) use network::NoPeers;
+pub(crate) use network::{CallError, Transport, MEMBERSHIP_PATH, STATUS_PATH, WRITE_PATH};
+pub(crate) use server::router;
 pub(crate) use state_machine::{read, Applied, StateMachineStore};
 
 openraft::declare_raft_types!(
@@ -41,6 +44,8 @@ pub(crate) fn raft_config() -> Result<Arc<openraft::Config>, SchedError> {
         election_timeout_max: 600,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_LOGS),
         max_in_snapshot_log_to_keep: 1_000,
+        // A follower far behind gets the snapshot in chunks small enough for one HTTP body each.
+        snapshot_max_chunk_size: 1 << 20,
         ..Default::default()
     };
     let config = config
