@@ -191,7 +191,7 @@ impl Node {
                 jobs = returned.len(),
                 "took back jobs leased before the last stop"
             );
-            runner::settle_reclaimed(&*executor, &returned).await;
+            runner::settle_reclaimed(&*executor, &sched, &returned, runner::ENDED_UNFINISHED).await;
         }
 
         let workers = (0..config.workers)
@@ -229,6 +229,7 @@ impl Node {
                     sched: sched.clone(),
                     executor: executor.clone(),
                     metrics: node_metrics.clone(),
+                    settle_grace: config.lease_ttl,
                 }),
             ),
             ChildSpec::supervisor("workers", workers, node_metrics.clone()),

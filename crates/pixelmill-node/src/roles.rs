@@ -2,7 +2,7 @@
 
 use crate::looping::{LoopTask, Pace};
 use crate::metrics::NodeMetrics;
-use crate::runner::{settle_reclaimed, JobExecutor};
+use crate::runner::{settle_reclaimed, JobExecutor, ENDED_UNFINISHED};
 use async_trait::async_trait;
 use pixelmill_blob::BlobStore;
 use pixelmill_core::{now_ms, BlobKey};
@@ -13,11 +13,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
+const DIED_UNRECORDED: &str =
+    "failed and the job is out of attempts; the node that ran it stopped before recording the error";
+
 /// Returns expired leases to the queue (on the raft leader) and publishes queue and raft gauges.
 pub struct SchedulerTicker {
     pub sched: Scheduler,
     pub executor: Arc<dyn JobExecutor>,
     pub metrics: NodeMetrics,
+    /// How long the node that dead-lettered a job has to record it before the leader does: a
+    /// lease's length, the time it had to report at all.
+    pub settle_grace: Duration,
 }
 
 #[async_trait]
@@ -35,7 +41,15 @@ impl LoopTask for SchedulerTicker {
             );
         }
         self.metrics.leases_returned(expired.len());
-        settle_reclaimed(&*self.executor, &expired).await;
+        settle_reclaimed(&*self.executor, &self.sched, &expired, ENDED_UNFINISHED).await;
+        let unrecorded = self.sched.unsettled_dead_letters(self.settle_grace);
+        if !unrecorded.is_empty() {
+            tracing::info!(
+                jobs = unrecorded.len(),
+                "recording dead letters whose node did not"
+            );
+            settle_reclaimed(&*self.executor, &self.sched, &unrecorded, DIED_UNRECORDED).await;
+        }
         self.metrics.record_queue(&self.sched.stats());
         self.metrics.record_raft(&self.sched.cluster_status());
         Ok(Pace::Idle)

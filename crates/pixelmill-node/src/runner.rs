@@ -12,7 +12,7 @@ use pixelmill_core::{
 use pixelmill_engine::{Limits, Pipeline, Registry};
 use pixelmill_meta::MetaStore;
 use pixelmill_notify::{JobEvent, JobEvents};
-use pixelmill_sched::{FailOutcome, Lease, Reclaimed};
+use pixelmill_sched::{FailOutcome, Lease, Reclaimed, Scheduler};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -46,7 +46,9 @@ impl JobFailure {
 pub trait JobExecutor: Send + Sync + 'static {
     async fn execute(&self, lease: &Lease) -> Result<(), JobFailure>;
     /// Records a failed attempt of `job`; `dead` when no attempt is left (the job is now `failed`).
-    async fn record_failure(&self, job: &JobRef, failure: &JobFailure, dead: bool);
+    /// `true` once the record shows this outcome or a later one; `false` when the metadata
+    /// could not be read or written (the scheduler keeps a dead letter until it is recorded).
+    async fn record_failure(&self, job: &JobRef, failure: &JobFailure, dead: bool) -> bool;
 }
 
 /// Which job, and which attempt of it, a failure is about.
@@ -57,6 +59,17 @@ pub struct JobRef {
     pub attempt: u32,
     /// The attempt's lease: the job record is written only while no later lease has written it.
     pub fencing: u64,
+}
+
+impl From<&Reclaimed> for JobRef {
+    fn from(r: &Reclaimed) -> Self {
+        Self {
+            tenant: r.tenant.clone(),
+            job: r.job.clone(),
+            attempt: r.attempt,
+            fencing: r.fencing,
+        }
+    }
 }
 
 impl From<&Lease> for JobRef {
@@ -88,7 +101,7 @@ pub struct JobRunner {
 impl JobExecutor for JobRunner {
     async fn execute(&self, lease: &Lease) -> Result<(), JobFailure> {
         let started = std::time::Instant::now();
-        let Some(mut job) = self.load(&lease.into()).await? else {
+        let Some(mut job) = self.load(&lease.tenant, &lease.job).await? else {
             return Err(JobFailure::final_("the job record is missing"));
         };
         if job.fencing > lease.fencing {
@@ -118,12 +131,17 @@ impl JobExecutor for JobRunner {
         result
     }
 
-    async fn record_failure(&self, which: &JobRef, failure: &JobFailure, dead: bool) {
-        let Ok(Some(mut job)) = self.load(which).await else {
-            return;
+    async fn record_failure(&self, which: &JobRef, failure: &JobFailure, dead: bool) -> bool {
+        let mut job = match self.load(&which.tenant, &which.job).await {
+            Ok(Some(job)) => job,
+            Ok(None) => return true, // nothing to record it in
+            Err(err) => {
+                tracing::warn!(job = %which.job, error = %err.error, "could not read the job to record its failed attempt");
+                return false;
+            }
         };
         if job.status.is_final() || job.fencing > which.fencing {
-            return;
+            return true;
         }
         job.error = Some(failure.error.clone());
         job.attempts = which.attempt;
@@ -132,22 +150,29 @@ impl JobExecutor for JobRunner {
             job.status = JobStatus::Failed;
             job.finished_at = Some(now_ms());
             self.metrics.observe_job("failed", Duration::ZERO);
+            // Outbox first, as for a success: the failed status is only written once its
+            // notification is queued.
             if let Err(err) = self.notify_outcome(&job).await {
                 tracing::warn!(job = %job.id, error = %err.error, "could not queue the failure notification");
+                return false;
             }
         } else {
             job.status = JobStatus::Queued;
         }
-        if let Err(err) = self.save(&job).await {
-            tracing::warn!(job = %job.id, error = %err.error, "could not record the failed attempt");
+        match self.save(&job).await {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(job = %job.id, error = %err.error, "could not record the failed attempt");
+                false
+            }
         }
     }
 }
 
 impl JobRunner {
-    async fn load(&self, which: &JobRef) -> Result<Option<JobRecord>, JobFailure> {
+    async fn load(&self, tenant: &TenantId, job: &JobId) -> Result<Option<JobRecord>, JobFailure> {
         self.meta
-            .get_job(&which.tenant, &which.job)
+            .get_job(tenant, job)
             .await
             .map_err(|e| JobFailure::transient(format!("reading the job failed: {e}")))
     }
@@ -253,6 +278,14 @@ impl JobRunner {
         for (op, took) in &rendered.op_timings {
             self.metrics.observe_op(op, *took);
         }
+        // A worker that stalled past its lease (a frozen process) stops here, before rewriting the
+        // link and outbox row of the attempt that superseded it: a rewritten row would announce
+        // the outcome again, with another expiry. The fenced save below refuses it regardless.
+        if let Some(current) = self.load(&job.tenant, &job.id).await? {
+            if current.fencing > job.fencing {
+                return Err(self.superseded(job, job.fencing));
+            }
+        }
 
         let address = sha256_hex(
             format!(
@@ -330,25 +363,38 @@ impl JobRunner {
     }
 }
 
-/// Records what became of jobs whose leases were taken back (expired, or held by a worker or node
-/// that is gone): back in the queue, or out of attempts and failed.
-pub async fn settle_reclaimed(executor: &dyn JobExecutor, reclaimed: &[Reclaimed]) {
+/// Why an attempt whose lease was taken back ended, as its job's error says after "attempt N".
+pub const ENDED_UNFINISHED: &str =
+    "stopped without finishing (its worker crashed or stopped renewing its lease)";
+
+/// Records what became of jobs whose attempts ended without their worker's word (leases taken
+/// back because they expired or their worker is gone, dead letters nobody recorded): back in
+/// the queue, or out of attempts and failed. `why` follows "attempt N" in the job's error.
+pub async fn settle_reclaimed(
+    executor: &dyn JobExecutor,
+    sched: &Scheduler,
+    reclaimed: &[Reclaimed],
+    why: &str,
+) {
+    let mut recorded = Vec::new();
     for r in reclaimed {
         let dead = match r.outcome {
             FailOutcome::DeadLettered => true,
             FailOutcome::Retrying { .. } => false,
             FailOutcome::LeaseLost => continue,
         };
-        let failure = JobFailure::transient(format!(
-            "attempt {} stopped without finishing (its worker crashed or stopped renewing its lease)",
-            r.attempt
-        ));
-        let which = JobRef {
-            tenant: r.tenant.clone(),
-            job: r.job.clone(),
-            attempt: r.attempt,
-            fencing: r.fencing,
-        };
-        executor.record_failure(&which, &failure, dead).await;
+        let failure = JobFailure::transient(format!("attempt {} {why}", r.attempt));
+        if executor.record_failure(&r.into(), &failure, dead).await && dead {
+            recorded.push(r.clone());
+        }
+    }
+    confirm_dead_letters(sched, &recorded).await;
+}
+
+/// Tells the scheduler these dead letters are in their job records. If that write fails, the
+/// leader's sweep records them again, which changes nothing in a record that already shows it.
+pub async fn confirm_dead_letters(sched: &Scheduler, dead: &[Reclaimed]) {
+    if let Err(err) = sched.settled(dead).await {
+        tracing::warn!(jobs = dead.len(), error = %err, "could not confirm recorded dead letters; the leader will check them again");
     }
 }

@@ -4,9 +4,9 @@
 
 use crate::looping::{LoopTask, Pace};
 use crate::metrics::NodeMetrics;
-use crate::runner::{settle_reclaimed, JobExecutor};
+use crate::runner::{confirm_dead_letters, settle_reclaimed, JobExecutor, ENDED_UNFINISHED};
 use async_trait::async_trait;
-use pixelmill_sched::{FailOutcome, Scheduler, WorkerId};
+use pixelmill_sched::{FailOutcome, Reclaimed, Scheduler, WorkerId};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +41,7 @@ impl LoopTask for Worker {
             .await
             .map_err(|e| e.to_string())?;
         self.metrics.leases_returned(returned.len());
-        settle_reclaimed(&*self.executor, &returned).await;
+        settle_reclaimed(&*self.executor, &self.sched, &returned, ENDED_UNFINISHED).await;
         self.incarnation.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -109,9 +109,20 @@ impl LoopTask for Worker {
                     // Another worker holds the job now; its outcome is the one that counts.
                     FailOutcome::LeaseLost => return Ok(Pace::Busy),
                 };
-                self.executor
+                let recorded = self
+                    .executor
                     .record_failure(&(&lease).into(), &failure, dead)
                     .await;
+                if dead && recorded {
+                    let dead_letter = Reclaimed {
+                        job: lease.job.clone(),
+                        tenant: lease.tenant.clone(),
+                        attempt: lease.attempt,
+                        fencing: lease.fencing,
+                        outcome: FailOutcome::DeadLettered,
+                    };
+                    confirm_dead_letters(&self.sched, &[dead_letter]).await;
+                }
             }
         }
         Ok(Pace::Busy)

@@ -25,7 +25,7 @@ impl JobExecutor for PanicsOnFirstJob {
         self.inner.execute(lease).await
     }
 
-    async fn record_failure(&self, job: &JobRef, failure: &JobFailure, dead: bool) {
+    async fn record_failure(&self, job: &JobRef, failure: &JobFailure, dead: bool) -> bool {
         self.inner.record_failure(job, failure, dead).await
     }
 }

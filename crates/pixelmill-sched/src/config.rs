@@ -1,7 +1,8 @@
 use crate::queue::Policy;
 use std::time::Duration;
 
-/// How the scheduler behaves. Everything but `node_id` becomes the replicated queue policy at `open`.
+/// How the scheduler behaves. The queue settings (bound, attempts, backoff, lanes) become the
+/// replicated queue policy at `open`; the others are this node's own.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SchedConfig {
     /// This node's raft id; stable across restarts.
@@ -17,6 +18,9 @@ pub struct SchedConfig {
     /// Added before every message this node sends to a peer (raft RPCs, forwarded writes): a test
     /// knob that makes loopback behave like a network with latency. Zero in production.
     pub message_delay: Duration,
+    /// Raft log entries between snapshots of the queue; a snapshot lets the log before it (all but
+    /// a fifth of an interval, at most 1,000 entries) be purged.
+    pub snapshot_every_logs: u64,
 }
 
 impl Default for SchedConfig {
@@ -28,6 +32,7 @@ impl Default for SchedConfig {
             base_backoff_ms: 1_000,
             fast_lane_max_cost: 1_000_000,
             message_delay: Duration::ZERO,
+            snapshot_every_logs: 5_000,
         }
     }
 }

@@ -35,6 +35,10 @@ const LEADER_WAIT: Duration = Duration::from_secs(5);
 const LEADER_POLL: Duration = Duration::from_millis(25);
 /// A forwarded write's answer; the leader commits within a few fsyncs and round trips.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a proposal may wait for its commit (normally milliseconds). Shorter than
+/// `LEADER_WAIT`, so a repeatable write that timed out still gets a try on the real leader, and
+/// than `FORWARD_TIMEOUT`, so a forwarding node hears the leader's verdict.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The region's raft group as this node sees it: where peers send RPCs to it, and every voter's
 /// raft address (`host:port`) by node id, this node included.
@@ -136,16 +140,19 @@ impl Scheduler {
         if members.len() > 1 {
             scheduler.init(members).await?;
         }
-        let raft = &scheduler.inner.raft;
-        raft.wait(Some(OPEN_TIMEOUT))
-            .metrics(|m| m.current_leader.is_some(), "a scheduler leader is known")
-            .await
-            .map_err(|e| {
-                SchedError::Unavailable(format!(
-                    "node {id} found no scheduler leader within {}s ({e}); start the region's other nodes, and check that --peers is the same on each",
+        // A node killed while it led restarts believing it still leads (its vote is on disk), and
+        // a write proposed then would wait forever (see `write_here`): wait until the leader it
+        // knows is another node, or itself confirmed by a quorum.
+        let give_up = Instant::now() + OPEN_TIMEOUT;
+        while !scheduler.is_ready().await {
+            if Instant::now() >= give_up {
+                return Err(SchedError::Unavailable(format!(
+                    "node {id} found no scheduler leader within {}s; start the region's other nodes, and check that --peers is the same on each",
                     OPEN_TIMEOUT.as_secs()
-                ))
-            })?;
+                )));
+            }
+            tokio::time::sleep(LEADER_POLL).await;
+        }
         scheduler.adopt_policy().await?;
         Ok(scheduler)
     }
@@ -168,7 +175,7 @@ impl Scheduler {
             .map_err(|e| SchedError::Fatal(format!("cannot set up the raft transport: {e}")))?;
         let raft = Raft::new(
             config.node_id,
-            raft::raft_config()?,
+            raft::raft_config(config.snapshot_every_logs)?,
             transport.clone(),
             log,
             sm,
@@ -344,6 +351,30 @@ impl Scheduler {
         }
         self.reclaim("expire_leases", Command::ExpireLeases { now_ms: now })
             .await
+    }
+
+    /// Dead letters of more than `grace` ago whose job records no node has confirmed, on the
+    /// leader (empty elsewhere): the node that dead-lettered one may have died before recording it.
+    pub fn unsettled_dead_letters(&self, grace: Duration) -> Vec<Reclaimed> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        let before = now_ms().saturating_sub(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX));
+        raft::read(&self.inner.applied).queue.unsettled(before)
+    }
+
+    /// Confirms that these dead letters' job records show them, so no node settles them again.
+    pub async fn settled(&self, dead: &[Reclaimed]) -> Result<(), SchedError> {
+        if dead.is_empty() {
+            return Ok(());
+        }
+        let cmd = Command::Settle {
+            jobs: dead.iter().map(|d| (d.job.clone(), d.fencing)).collect(),
+        };
+        match self.write(cmd).await? {
+            Response::Done => Ok(()),
+            other => Err(unexpected("settled", &other)),
+        }
     }
 
     /// Takes back every lease held by workers whose id starts with `prefix` (a restarted node, a crashed
@@ -527,11 +558,22 @@ impl Scheduler {
     }
 
     /// Proposes `cmd` if this node leads, stamped with this node's clock; `NotLeader` otherwise.
+    ///
+    /// The wait for the commit is bounded: openraft 0.9 never answers a proposal of a leader that
+    /// was deposed and then caught up by a snapshot which replaced the proposed entry
+    /// (openraft#1761). Past the bound a repeatable command counts as refused by a non-leader and
+    /// is retried; any other may or may not have been applied.
     pub(crate) async fn write_here(&self, mut cmd: Command) -> Result<Response, SchedError> {
+        let repeatable = cmd.is_repeatable();
         cmd.stamp(now_ms());
-        match self.inner.raft.client_write(cmd).await {
-            Ok(resp) => Ok(resp.data),
-            Err(e) => Err(write_error("a queue write", e)),
+        match tokio::time::timeout(COMMIT_TIMEOUT, self.inner.raft.client_write(cmd)).await {
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(e)) => Err(write_error("a queue write", e)),
+            Err(_) if repeatable => Err(SchedError::NotLeader { leader: None }),
+            Err(_) => Err(SchedError::Unavailable(format!(
+                "a queue write was not committed within {}s (the leader may have lost its quorum); it may or may not have been applied, try again",
+                COMMIT_TIMEOUT.as_secs()
+            ))),
         }
     }
 

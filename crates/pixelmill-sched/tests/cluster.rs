@@ -24,7 +24,7 @@ struct Group {
     _root: TempDir,
     members: Vec<Member>,
     peers: BTreeMap<u64, String>,
-    delay: Duration,
+    base: SchedConfig,
 }
 
 fn config(id: u64, delay: Duration) -> SchedConfig {
@@ -33,6 +33,13 @@ fn config(id: u64, delay: Duration) -> SchedConfig {
         fast_lane_max_cost: 10,
         message_delay: delay,
         ..SchedConfig::default()
+    }
+}
+
+fn member_config(base: &SchedConfig, id: u64) -> SchedConfig {
+    SchedConfig {
+        node_id: id,
+        ..base.clone()
     }
 }
 
@@ -47,6 +54,11 @@ fn ticket(n: usize) -> JobTicket {
 impl Group {
     /// Starts `n` voters at once (each `open_group` waits until some node leads).
     async fn start(n: u64, delay: Duration) -> Group {
+        Group::start_with(n, config(0, delay)).await
+    }
+
+    /// `start` with every node configured as `base` (its `node_id` aside).
+    async fn start_with(n: u64, base: SchedConfig) -> Group {
         let root = tempfile::tempdir().unwrap();
         let mut listeners = Vec::new();
         let mut peers = BTreeMap::new();
@@ -57,12 +69,11 @@ impl Group {
         }
         let opened = join_all(listeners.into_iter().map(|(id, listener)| {
             let dir = root.path().join(format!("n{id}"));
-            let peers = peers.clone();
+            let (peers, config) = (peers.clone(), member_config(&base, id));
             async move {
-                let sched =
-                    Scheduler::open_group(&dir, config(id, delay), RaftGroup { listener, peers })
-                        .await
-                        .unwrap();
+                let sched = Scheduler::open_group(&dir, config, RaftGroup { listener, peers })
+                    .await
+                    .unwrap();
                 (id, dir, sched)
             }
         }))
@@ -80,7 +91,7 @@ impl Group {
             _root: root,
             members,
             peers,
-            delay,
+            base,
         }
     }
 
@@ -120,7 +131,7 @@ impl Group {
             listener,
             peers: self.peers.clone(),
         };
-        let sched = Scheduler::open_group(&member.dir, config(id, self.delay), group)
+        let sched = Scheduler::open_group(&member.dir, member_config(&self.base, id), group)
             .await
             .unwrap();
         self.members[id as usize - 1].sched = Some(sched);
@@ -138,6 +149,15 @@ impl Group {
             assert!(Instant::now() < deadline, "followers did not catch up");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+}
+
+/// Waits until `node` has applied `count` enqueues: a follower applies after the leader commits.
+async fn until_enqueued(node: &Scheduler, count: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.stats().total_enqueued < count {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -327,14 +347,7 @@ async fn a_node_joins_as_learner_is_promoted_and_another_is_removed() {
     assert_eq!(status.learners, vec![4]);
     let four = joining.await.unwrap().unwrap();
     group.converge().await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while four.stats().total_enqueued < 20 {
-        assert!(
-            Instant::now() < deadline,
-            "the learner did not copy the log"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_enqueued(&four, 20, "the learner did not copy the log").await;
 
     let status = group
         .node(3)
@@ -357,11 +370,54 @@ async fn a_node_joins_as_learner_is_promoted_and_another_is_removed() {
     assert_eq!(status.voters, expected);
     assert!(!status.nodes.contains_key(&removed));
     four.enqueue(ticket(20)).await.unwrap();
-    assert_eq!(four.stats().total_enqueued, 21);
+    // The write was forwarded and committed by the leader; node 4 applies it a beat later.
+    until_enqueued(&four, 21, "the new voter did not apply its own write").await;
 
     let err = four
         .change_membership(MembershipChange::Promote { id: 9 })
         .await
         .unwrap_err();
     assert!(matches!(err, SchedError::Invalid(_)), "{err}");
+}
+
+/// A leader stopped with a lease out restarts on its old vote believing it still leads, while the
+/// others have moved on past a snapshot. Its first write (taking back its workers' leases, as a
+/// restarting node does) must reach the real leader, not wait forever on a proposal that the
+/// snapshot replaced (openraft#1761: such a proposal is never answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_restarting_behind_a_snapshot_writes_through_the_new_leader() {
+    let base = SchedConfig {
+        snapshot_every_logs: 20,
+        ..config(0, Duration::ZERO)
+    };
+    let mut group = Group::start_with(3, base).await;
+    let old = group.leader().await;
+    for n in 0..5 {
+        group.node(old).enqueue(ticket(n)).await.unwrap();
+    }
+    let worker = WorkerId(format!("n{old}/w0/1"));
+    let leased = group.node(old).lease(&worker, 1, 60_000).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    group.stop(old).await;
+    let survivor = follower_of(&group, old);
+    for n in 5..405 {
+        group.node(survivor).enqueue(ticket(n)).await.unwrap();
+    }
+
+    group.restart(old).await;
+    // Its log is behind the others', so it cannot have won an election since: open_group must not
+    // hand over a node that still takes itself for the leader.
+    let status = group.node(old).cluster_status();
+    assert_ne!(status.leader, Some(old), "{status:?}");
+    let returned = tokio::time::timeout(
+        Duration::from_secs(20),
+        group.node(old).release_worker(&format!("n{old}/")),
+    )
+    .await
+    .expect("the restarted node's first write never returned")
+    .unwrap();
+    assert_eq!(returned.len(), 1);
+    assert_eq!(returned[0].job, leased[0].job);
+    group.converge().await;
+    until_enqueued(group.node(old), 405, "the restarted node did not catch up").await;
 }

@@ -52,15 +52,21 @@ pub(crate) enum Command {
         prefix: String,
         now_ms: i64,
     },
+    /// The jobs' dead-lettering (under these fencing tokens) is recorded in their metadata.
+    Settle {
+        jobs: Vec<(JobId, u64)>,
+    },
 }
 
 impl Command {
     /// Whether applying the command twice leaves the queue as applying it once does, so a write
     /// whose answer was lost may be sent again. A second `Complete` finds the job gone and answers
-    /// `false`, a second `ReleaseWorker` or `ExpireLeases` finds nothing to take back; a second
-    /// `Lease` would lease more jobs and a second `Fail` would lose the first one's outcome.
+    /// `false`, a second `ReleaseWorker` or `ExpireLeases` finds nothing to take back, a second
+    /// `Fail` answers `DeadLettered` again while the dead letter is unsettled (and `LeaseLost` once
+    /// the job was queued again, whose next attempt then records it); a second `Lease` would lease
+    /// more jobs, which stay orphaned until their leases expire.
     pub(crate) fn is_repeatable(&self) -> bool {
-        !matches!(self, Command::Lease { .. } | Command::Fail { .. })
+        !matches!(self, Command::Lease { .. })
     }
 
     /// Sets the command's clock reading. Only the leader calls this, just before proposing, so
@@ -73,7 +79,7 @@ impl Command {
             | Command::Fail { now_ms, .. }
             | Command::ExpireLeases { now_ms }
             | Command::ReleaseWorker { now_ms, .. } => *now_ms = now,
-            Command::SetPolicy(_) | Command::Complete { .. } => {}
+            Command::SetPolicy(_) | Command::Complete { .. } | Command::Settle { .. } => {}
         }
     }
 }
@@ -129,6 +135,19 @@ struct Persisted {
     next_seq: u64,
     dead_letters: u64,
     total_enqueued: u64,
+    /// Dead-lettered jobs until a node confirms their metadata says so (`Settle`): the node that
+    /// dead-lettered one may die before writing it, and the leader then settles it instead.
+    #[serde(default)]
+    unsettled: BTreeMap<JobId, Unsettled>,
+}
+
+/// A dead letter whose job record may not show it yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Unsettled {
+    tenant: TenantId,
+    attempt: u32,
+    fencing: u64,
+    at_ms: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -169,6 +188,7 @@ impl QueueState {
             next_seq: 0,
             dead_letters: 0,
             total_enqueued: 0,
+            unsettled: BTreeMap::new(),
         })
     }
 
@@ -242,13 +262,36 @@ impl QueueState {
                 retryable,
                 now_ms,
             } => {
-                if self.leased_mut(&job, fencing).is_none() {
-                    return Response::Failed(FailOutcome::LeaseLost);
+                if self.leased_mut(&job, fencing).is_some() {
+                    return Response::Failed(self.end_attempt(&job, retryable, now_ms, true));
                 }
-                Response::Failed(self.end_attempt(&job, retryable, now_ms, true))
+                // A repeat of a `Fail` that dead-lettered the job answers the same.
+                let dead = self
+                    .core
+                    .unsettled
+                    .get(&job)
+                    .is_some_and(|u| u.fencing == fencing);
+                Response::Failed(if dead {
+                    FailOutcome::DeadLettered
+                } else {
+                    FailOutcome::LeaseLost
+                })
             }
             Command::ExpireLeases { now_ms } => self.reclaim(now_ms, expired_at(now_ms)),
             Command::ReleaseWorker { prefix, now_ms } => self.reclaim(now_ms, held_by(&prefix)),
+            Command::Settle { jobs } => {
+                for (job, fencing) in jobs {
+                    if self
+                        .core
+                        .unsettled
+                        .get(&job)
+                        .is_some_and(|u| u.fencing == fencing)
+                    {
+                        self.core.unsettled.remove(&job);
+                    }
+                }
+                Response::Done
+            }
         }
     }
 
@@ -360,7 +403,23 @@ impl QueueState {
         let (lane, attempts, tenant) = (job.lane, job.attempts, job.tenant.clone());
         self.lanes[lane.idx()].leased -= 1;
         if !retryable || attempts >= self.core.policy.max_attempts {
-            self.core.jobs.remove(id);
+            if let Some(Job {
+                tenant,
+                attempts: attempt,
+                state: JobState::Leased { fencing, .. },
+                ..
+            }) = self.core.jobs.remove(id)
+            {
+                self.core.unsettled.insert(
+                    id.clone(),
+                    Unsettled {
+                        tenant,
+                        attempt,
+                        fencing,
+                        at_ms: now_ms,
+                    },
+                );
+            }
             self.core.dead_letters += 1;
             return FailOutcome::DeadLettered;
         }
@@ -418,6 +477,22 @@ impl QueueState {
     fn next_slot(&mut self, ready_at_ms: i64) -> Slot {
         self.core.next_seq += 1;
         (ready_at_ms, self.core.next_seq)
+    }
+
+    /// Dead letters of before `before_ms` that no node has settled yet (see `Persisted::unsettled`).
+    pub(crate) fn unsettled(&self, before_ms: i64) -> Vec<Reclaimed> {
+        self.core
+            .unsettled
+            .iter()
+            .filter(|(_, u)| u.at_ms < before_ms)
+            .map(|(job, u)| Reclaimed {
+                job: job.clone(),
+                tenant: u.tenant.clone(),
+                attempt: u.attempt,
+                fencing: u.fencing,
+                outcome: FailOutcome::DeadLettered,
+            })
+            .collect()
     }
 
     /// Gauges as of `now_ms` (the caller's clock: stats are local reads, not replicated decisions).

@@ -253,6 +253,59 @@ fn non_retryable_failure_dead_letters_at_once() {
 }
 
 #[test]
+fn dead_letters_stay_unsettled_until_settled_and_a_repeated_fail_answers_the_same() {
+    let mut h = Harness::new(policy());
+    h.enqueue(ticket(1, "a", 1), 0);
+    h.enqueue(ticket(2, "a", 1), 0);
+    let dead = h.lease("w", 1, 0).remove(0);
+    let retried = h.lease("w", 1, 0).remove(0);
+    let failed = Response::Failed(FailOutcome::DeadLettered);
+    assert_eq!(h.fail(&dead, false, 5), failed);
+    assert_eq!(
+        h.fail(&dead, false, 6),
+        failed,
+        "a repeat after a lost answer"
+    );
+    assert!(matches!(
+        h.fail(&retried, true, 5),
+        Response::Failed(FailOutcome::Retrying { .. })
+    ));
+    assert_eq!(
+        h.fail(&retried, true, 6),
+        Response::Failed(FailOutcome::LeaseLost),
+        "queued again: its next attempt records it"
+    );
+    assert!(h.q.unsettled(5).is_empty(), "only dead letters of before 5");
+    let unsettled = h.q.unsettled(6);
+    assert_eq!(
+        unsettled,
+        vec![Reclaimed {
+            job: job(1),
+            tenant: TenantId::new("a"),
+            attempt: 1,
+            fencing: dead.fencing,
+            outcome: FailOutcome::DeadLettered
+        }]
+    );
+    h.apply(Command::Settle {
+        jobs: vec![(job(1), dead.fencing + 1)],
+    });
+    assert_eq!(
+        h.q.unsettled(6).len(),
+        1,
+        "another fencing token settles nothing"
+    );
+    h.apply(Command::Settle {
+        jobs: vec![(job(1), dead.fencing)],
+    });
+    assert!(h.q.unsettled(i64::MAX).is_empty());
+    assert_eq!(
+        h.fail(&dead, false, 7),
+        Response::Failed(FailOutcome::LeaseLost)
+    );
+}
+
+#[test]
 fn backoff_is_capped() {
     let p = Policy {
         base_backoff_ms: 1_000,

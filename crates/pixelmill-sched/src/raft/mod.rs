@@ -32,18 +32,17 @@ openraft::declare_raft_types!(
 
 pub(crate) type Raft = openraft::Raft<TypeConfig>;
 
-/// Logs between snapshots; older logs are purged once a snapshot covers them (keeping the last 1_000
-/// so a briefly lagging follower catches up from the log rather than a snapshot).
-const SNAPSHOT_EVERY_LOGS: u64 = 5_000;
-
-pub(crate) fn raft_config() -> Result<Arc<openraft::Config>, SchedError> {
+/// `snapshot_every_logs` apart, the queue is snapshotted and the log it covers purged, but for the
+/// last fifth of an interval (at most 1,000 entries), so a briefly lagging follower catches up from
+/// the log rather than a snapshot.
+pub(crate) fn raft_config(snapshot_every_logs: u64) -> Result<Arc<openraft::Config>, SchedError> {
     let config = openraft::Config {
         cluster_name: "pixelmill-sched".to_owned(),
         heartbeat_interval: 100,
         election_timeout_min: 300,
         election_timeout_max: 600,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_LOGS),
-        max_in_snapshot_log_to_keep: 1_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every_logs),
+        max_in_snapshot_log_to_keep: (snapshot_every_logs / 5).min(1_000),
         // A follower far behind gets the snapshot in chunks small enough for one HTTP body each.
         snapshot_max_chunk_size: 1 << 20,
         ..Default::default()
