@@ -385,16 +385,18 @@ pub async fn settle_reclaimed(
         };
         let failure = JobFailure::transient(format!("attempt {} {why}", r.attempt));
         if executor.record_failure(&r.into(), &failure, dead).await && dead {
-            recorded.push(r.clone());
+            recorded.push((r.job.clone(), r.fencing));
         }
     }
-    confirm_dead_letters(sched, &recorded).await;
+    confirm_dead_letters(sched, recorded).await;
 }
 
-/// Tells the scheduler these dead letters are in their job records. If that write fails, the
-/// leader's sweep records them again, which changes nothing in a record that already shows it.
-pub async fn confirm_dead_letters(sched: &Scheduler, dead: &[Reclaimed]) {
+/// Tells the scheduler these dead letters (job, fencing token) are in their job records. If that
+/// write fails, the leader's sweep records them again, which changes nothing in a record that
+/// already shows it.
+pub async fn confirm_dead_letters(sched: &Scheduler, dead: Vec<(JobId, u64)>) {
+    let jobs = dead.len();
     if let Err(err) = sched.settled(dead).await {
-        tracing::warn!(jobs = dead.len(), error = %err, "could not confirm recorded dead letters; the leader will check them again");
+        tracing::warn!(jobs, error = %err, "could not confirm recorded dead letters; the leader will check them again");
     }
 }

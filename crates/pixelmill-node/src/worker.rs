@@ -6,7 +6,7 @@ use crate::looping::{LoopTask, Pace};
 use crate::metrics::NodeMetrics;
 use crate::runner::{confirm_dead_letters, settle_reclaimed, JobExecutor, ENDED_UNFINISHED};
 use async_trait::async_trait;
-use pixelmill_sched::{FailOutcome, Reclaimed, Scheduler, WorkerId};
+use pixelmill_sched::{FailOutcome, Scheduler, WorkerId};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,14 +114,8 @@ impl LoopTask for Worker {
                     .record_failure(&(&lease).into(), &failure, dead)
                     .await;
                 if dead && recorded {
-                    let dead_letter = Reclaimed {
-                        job: lease.job.clone(),
-                        tenant: lease.tenant.clone(),
-                        attempt: lease.attempt,
-                        fencing: lease.fencing,
-                        outcome: FailOutcome::DeadLettered,
-                    };
-                    confirm_dead_letters(&self.sched, &[dead_letter]).await;
+                    confirm_dead_letters(&self.sched, vec![(lease.job.clone(), lease.fencing)])
+                        .await;
                 }
             }
         }

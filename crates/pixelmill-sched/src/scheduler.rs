@@ -363,14 +363,13 @@ impl Scheduler {
         raft::read(&self.inner.applied).queue.unsettled(before)
     }
 
-    /// Confirms that these dead letters' job records show them, so no node settles them again.
-    pub async fn settled(&self, dead: &[Reclaimed]) -> Result<(), SchedError> {
+    /// Confirms that these dead letters (job, fencing token of its last attempt) show in their
+    /// job records, so no node settles them again.
+    pub async fn settled(&self, dead: Vec<(JobId, u64)>) -> Result<(), SchedError> {
         if dead.is_empty() {
             return Ok(());
         }
-        let cmd = Command::Settle {
-            jobs: dead.iter().map(|d| (d.job.clone(), d.fencing)).collect(),
-        };
+        let cmd = Command::Settle { jobs: dead };
         match self.write(cmd).await? {
             Response::Done => Ok(()),
             other => Err(unexpected("settled", &other)),

@@ -266,12 +266,7 @@ impl QueueState {
                     return Response::Failed(self.end_attempt(&job, retryable, now_ms, true));
                 }
                 // A repeat of a `Fail` that dead-lettered the job answers the same.
-                let dead = self
-                    .core
-                    .unsettled
-                    .get(&job)
-                    .is_some_and(|u| u.fencing == fencing);
-                Response::Failed(if dead {
+                Response::Failed(if self.is_unsettled(&job, fencing) {
                     FailOutcome::DeadLettered
                 } else {
                     FailOutcome::LeaseLost
@@ -281,12 +276,7 @@ impl QueueState {
             Command::ReleaseWorker { prefix, now_ms } => self.reclaim(now_ms, held_by(&prefix)),
             Command::Settle { jobs } => {
                 for (job, fencing) in jobs {
-                    if self
-                        .core
-                        .unsettled
-                        .get(&job)
-                        .is_some_and(|u| u.fencing == fencing)
-                    {
+                    if self.is_unsettled(&job, fencing) {
                         self.core.unsettled.remove(&job);
                     }
                 }
@@ -477,6 +467,14 @@ impl QueueState {
     fn next_slot(&mut self, ready_at_ms: i64) -> Slot {
         self.core.next_seq += 1;
         (ready_at_ms, self.core.next_seq)
+    }
+
+    /// Whether `job` is a dead letter, ended by the attempt with `fencing`, not yet settled.
+    fn is_unsettled(&self, job: &JobId, fencing: u64) -> bool {
+        self.core
+            .unsettled
+            .get(job)
+            .is_some_and(|u| u.fencing == fencing)
     }
 
     /// Dead letters of before `before_ms` that no node has settled yet (see `Persisted::unsettled`).
