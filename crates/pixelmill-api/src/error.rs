@@ -5,6 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use pixelmill_blob::BlobError;
 use pixelmill_engine::{EngineError, PipelineError};
+use pixelmill_jobs::AcceptError;
 use pixelmill_meta::MetaError;
 use pixelmill_sched::SchedError;
 use serde_json::json;
@@ -125,6 +126,17 @@ impl From<SchedError> for ApiError {
             ),
             err if err.is_retryable() => unavailable("the scheduler", err),
             err => ApiError::internal(err.to_string()),
+        }
+    }
+}
+
+impl From<AcceptError> for ApiError {
+    fn from(err: AcceptError) -> Self {
+        match err {
+            AcceptError::QueueFull { .. } => ApiError::overloaded(err.to_string(), 2),
+            AcceptError::Output(err) => err.into(),
+            AcceptError::Meta(err) => err.into(),
+            AcceptError::Sched(err) => err.into(),
         }
     }
 }

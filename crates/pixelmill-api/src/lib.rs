@@ -21,7 +21,7 @@ pub use state::{ApiSettings, AppState};
 pub use upload::{UploadSession, Uploads};
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 
 pub fn router(state: AppState) -> Router {
@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}/events", get(routes::events::stream))
         .route("/v1/filters", get(routes::filters::list))
         .route("/d/{token}", get(routes::downloads::download))
+        .route("/v1/admin/region", put(routes::admin::set_region))
         .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))

@@ -2,12 +2,12 @@ use crate::upload::Uploads;
 use crate::{HttpMetrics, Renderer};
 use pixelmill_blob::BlobStore;
 use pixelmill_engine::Registry;
+use pixelmill_jobs::Jobs;
 use pixelmill_meta::MetaStore;
 use pixelmill_notify::JobEvents;
-use pixelmill_sched::Scheduler;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 
 /// What the API needs to know about the node's configuration.
 #[derive(Clone, Debug)]
@@ -18,8 +18,6 @@ pub struct ApiSettings {
     pub public_url: String,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_ttl: Duration,
-    /// Queued jobs beyond which new jobs are refused with 503 `overloaded`.
-    pub queue_bound: usize,
     /// When set, `GET /d/{token}` answers 307 to a presigned blob-store URL valid this long (never
     /// past the link's expiry) instead of streaming the bytes itself; stores without presigned
     /// URLs (files) still stream.
@@ -31,7 +29,8 @@ pub struct ApiSettings {
 pub struct AppState {
     pub meta: Arc<dyn MetaStore>,
     pub blob: Arc<dyn BlobStore>,
-    pub sched: Scheduler,
+    /// Every job's life: accepting them here, and the scheduler behind them.
+    pub jobs: Arc<Jobs>,
     pub registry: Arc<Registry>,
     pub events: JobEvents,
     /// The node's `upload` role: runs each upload in its own supervised actor.
@@ -41,6 +40,6 @@ pub struct AppState {
     pub render: Arc<Renderer>,
     pub http_metrics: HttpMetrics,
     pub prometheus: prometheus::Registry,
-    /// Woken when a job is queued so idle workers lease it at once instead of at their next poll.
-    pub work_available: Arc<Notify>,
+    /// This node's region is draining (taken out of geo-DNS on purpose): `/readyz` says so.
+    pub draining: Arc<AtomicBool>,
 }

@@ -7,7 +7,7 @@ use crate::{ApiError, ApiResult, AppState};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use pixelmill_core::{ImageRecord, TenantId};
+use pixelmill_core::{Durability, ImageRecord, TenantId};
 use std::time::Duration;
 
 /// Starts upload sessions; implemented by the node's `upload` role.
@@ -22,8 +22,9 @@ pub trait Uploads: Send + Sync + 'static {
 pub trait UploadSession: Send {
     /// Takes the next chunk; an error ends the session (the body is refused).
     async fn push(&mut self, chunk: Bytes) -> ApiResult<()>;
-    /// Validates the whole image, publishes it under its content address and records it.
-    async fn finish(self: Box<Self>) -> ApiResult<ImageRecord>;
+    /// Validates the whole image, publishes it under its content address and records it, as
+    /// durably as asked (`None`: the node's default).
+    async fn finish(self: Box<Self>, durability: Option<Durability>) -> ApiResult<ImageRecord>;
 }
 
 /// After a refusal we read (and discard) up to this much more of the body, for at most
@@ -31,7 +32,12 @@ pub trait UploadSession: Send {
 pub const LINGER_BYTES: u64 = 16 * 1024 * 1024;
 const LINGER_TIME: Duration = Duration::from_secs(5);
 
-pub async fn ingest<S, E>(state: &AppState, tenant: TenantId, mut body: S) -> ApiResult<ImageRecord>
+pub async fn ingest<S, E>(
+    state: &AppState,
+    tenant: TenantId,
+    mut body: S,
+    durability: Option<Durability>,
+) -> ApiResult<ImageRecord>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -45,7 +51,7 @@ where
             return Err(refused);
         }
     }
-    session.finish().await
+    session.finish(durability).await
 }
 
 /// Discards what is left of a refused body, within `LINGER_BYTES` and `LINGER_TIME`.

@@ -46,5 +46,8 @@ pub fn job(record: &JobRecord, public_url: &str) -> Value {
             "bytes": o.bytes,
         })),
         "error": record.error,
+        // The region that accepted the job, and the one that runs it (another, once adopted).
+        "home_region": record.home,
+        "region": record.owner,
     })
 }

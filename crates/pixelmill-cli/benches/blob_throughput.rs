@@ -63,7 +63,7 @@ async fn run(rounds: usize) {
     let bin = std::env::var("PIXELMILL_BENCH_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_pixelmill").to_owned());
     let bucket_url = format!(
-        "s3://pm-bench-{:016x}?endpoint=http://127.0.0.1:9101",
+        "s3://pm-bench-{:016x}?endpoint=http://10.77.1.20:9000",
         rand::random::<u64>()
     );
     let credentials = Credentials::from_env().expect("MinIO credentials in the environment");
@@ -84,7 +84,7 @@ async fn run(rounds: usize) {
     let http = &client.http;
     let presign = || PresigningConfig::expires_in(Duration::from_secs(3600)).expect("an hour");
     println!(
-        "blob_throughput: server {bin}, bucket {bucket} on MinIO 127.0.0.1:9101, {rounds} rounds, \
+        "blob_throughput: server {bin}, bucket {bucket} on MinIO 10.77.1.20:9000 (region eu), {rounds} rounds, \
          one reqwest client\n"
     );
     println!(

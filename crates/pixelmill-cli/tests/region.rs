@@ -27,8 +27,8 @@ fn cassandra_available() -> bool {
     }
     assert!(
         std::env::var_os("PIXELMILL_REQUIRE_CASSANDRA").is_none(),
-        "PIXELMILL_TEST_CQL is not set: start Cassandra with `cluster/cassandra/cassandra start 2` \
-         and export PIXELMILL_TEST_CQL=127.0.0.1:9042, or run scripts/test-all"
+        "PIXELMILL_TEST_CQL is not set: start Cassandra with `cluster/cassandra/cassandra start 3` \
+         and export PIXELMILL_TEST_CQL=10.77.1.10:9042, or run scripts/test-all"
     );
     eprintln!("skipped: no Cassandra (run scripts/test-all, which starts one)");
     false

@@ -3,18 +3,20 @@
 //! Architecture invariant: this crate depends on no runtime, store or codec, so that the meta, blob,
 //! scheduler and engine crates can all use it without depending on one another.
 
+mod backoff;
 mod format;
 mod ids;
 mod pipeline;
 mod records;
 mod time;
 
+pub use backoff::BackoffConfig;
 pub use format::{ImageFormat, OutputFormat};
 pub use ids::{BlobKey, EventId, ImageId, JobId, LinkToken, TenantId};
 pub use pipeline::{CompactParseError, IccMode, JobSpec, NotifySpec, OutputSpec, PipelineStep};
 pub use records::{
-    IdempotencyRecord, ImageRecord, JobOutput, JobRecord, JobStatus, LinkRecord, OutboxEvent,
-    ReplicationTask,
+    fencing_token, Durability, Heartbeat, IdempotencyRecord, ImageRecord, JobOutput, JobRecord,
+    JobStatus, LinkRecord, OutboxEvent, RegionState, ReplicationTask,
 };
 pub use time::{now_ms, parse_duration, DurationParseError, UnixMillis};
 

@@ -24,6 +24,33 @@ pub struct ImageRecord {
     pub blurhash: Option<String>,
 }
 
+/// How widely an upload is stored before it is acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// In this region (its replicas): the default. Other regions get their copies
+    /// asynchronously, so a region lost within that moment loses what it alone held.
+    #[default]
+    Local,
+    /// In a second region too: the original in its bucket and the record in its datacenter, so
+    /// the upload survives, and stays readable through, the loss of the region that took it.
+    TwoRegions,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "local" | "regions=1" => Ok(Self::Local),
+            "regions=2" => Ok(Self::TwoRegions),
+            other => Err(format!(
+                "durability {other:?} is not known: use `local` (acknowledged once this region \
+                 holds the upload) or `regions=2` (once a second region does too)"
+            )),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
@@ -80,16 +107,38 @@ pub struct JobRecord {
     /// result of the attempt that replaced it.
     #[serde(default)]
     pub fencing: u64,
+    /// The region that accepted the job; `None` on a node without a region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<String>,
+    /// The region that runs the job: its home, until another region adopts it. Only an attempt
+    /// of the owner may write the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// How many times the job has changed owner. Its fencing tokens carry it in their high bits
+    /// (`fencing_token`), so any lease of a later owner outranks every lease of an earlier one.
+    #[serde(default)]
+    pub epoch: u32,
+}
+
+/// Bits of a fencing token below the epoch: room for a trillion log entries per region.
+const FENCING_INDEX_BITS: u32 = 40;
+
+/// The fencing token of the lease written at raft log `index` in ownership `epoch`. Each region's
+/// scheduler numbers its leases by its own log, so tokens of two owners are only comparable
+/// through the epoch above them.
+pub fn fencing_token(epoch: u32, index: u64) -> u64 {
+    (u64::from(epoch) << FENCING_INDEX_BITS) | (index & ((1 << FENCING_INDEX_BITS) - 1))
 }
 
 impl JobRecord {
-    /// A job as it is accepted: queued, no attempt yet.
+    /// A job as `region` accepts it: queued, owned by its home region, no attempt yet.
     pub fn queued(
         tenant: TenantId,
         id: JobId,
         image_id: ImageId,
         spec: JobSpec,
         now: UnixMillis,
+        region: Option<&str>,
     ) -> Self {
         Self {
             tenant,
@@ -106,8 +155,60 @@ impl JobRecord {
             expires_at: None,
             error: None,
             fencing: 0,
+            home: region.map(str::to_owned),
+            owner: region.map(str::to_owned),
+            epoch: 0,
         }
     }
+
+    /// Whether `next`, written by an attempt, may replace this stored record: the same owner,
+    /// under a lease no older than the one that wrote this (a token of an earlier epoch is
+    /// older than any of a later one). The one fencing rule every `MetaStore` applies
+    /// (`put_job_fenced`).
+    pub fn admits(&self, next: &JobRecord) -> bool {
+        self.owner == next.owner && self.fencing <= next.fencing
+    }
+
+    /// This record once region `to` has adopted it: a new epoch, whose first token outranks
+    /// every lease of the old owner, and queued again if an attempt of the old owner was
+    /// running. Attempts and the link token are kept, so the job keeps its event ids and its
+    /// download link.
+    pub fn adopted_by(&self, to: &str) -> JobRecord {
+        let mut adopted = self.clone();
+        adopted.owner = Some(to.to_owned());
+        adopted.epoch += 1;
+        adopted.fencing = fencing_token(adopted.epoch, 0);
+        if adopted.status == JobStatus::Running {
+            adopted.status = JobStatus::Queued;
+        }
+        adopted
+    }
+}
+
+/// A node's sign of life, written every second or so by every node of every region. Other
+/// regions watch the sequence numbers advance (by their own clock, so skewed clocks do not
+/// matter); a region whose nodes have all stopped advancing for a grace period is gone, and its
+/// jobs are adopted. Partition key: region.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub region: String,
+    pub node: u64,
+    /// Grows by one with every beat of this node's run.
+    pub seq: u64,
+    /// Whether the node's region is draining (its jobs may be adopted now).
+    pub draining: bool,
+    /// The writer's clock, for people reading the table; decisions never use it.
+    pub at: UnixMillis,
+}
+
+/// What operators set for a whole region. Partition key: region.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionState {
+    pub region: String,
+    /// Taken out of geo-DNS on purpose: its nodes report unready and other regions adopt its
+    /// queued jobs.
+    pub draining: bool,
+    pub changed_at: UnixMillis,
 }
 
 /// A download link. Partition key: token (links are looked up without knowing the tenant).

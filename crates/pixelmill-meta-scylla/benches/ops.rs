@@ -3,7 +3,7 @@
 //! against a running CQL cluster. bench/meta starts Cassandra with one node, then two (two
 //! datacenters), runs this against each, and the end-to-end job bench on both metadata stores.
 //!
-//! `PIXELMILL_BENCH_CQL` (default 127.0.0.1:9042): a contact point in dc1.
+//! `PIXELMILL_BENCH_CQL` (default 10.77.1.10:9042, region eu): a contact point in dc1.
 //! `PIXELMILL_BENCH_DCS` (default `dc1`): the cluster's datacenters, one replica each.
 //!
 //! First every operation runs 600 times, untimed, to warm the servers up. Then per operation and
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
-use pixelmill_core::{now_ms, JobRecord, LinkRecord, LinkToken};
+use pixelmill_core::{now_ms, Durability, JobRecord, JobStatus, LinkRecord, LinkToken};
 use pixelmill_meta::{suite, MetaStore};
 use pixelmill_meta_scylla::{ScyllaConfig, ScyllaMetaStore};
 
@@ -31,10 +31,11 @@ enum Op {
     GetLink,
     GetLinkMiss,
     IdempotencyInsert,
-    ClaimJob,
+    FenceJob,
+    AdoptJob,
 }
 
-const ALL: [Op; 8] = [
+const ALL: [Op; 9] = [
     Op::PutImage,
     Op::PutJob,
     Op::GetJob,
@@ -42,7 +43,8 @@ const ALL: [Op; 8] = [
     Op::GetLink,
     Op::GetLinkMiss,
     Op::IdempotencyInsert,
-    Op::ClaimJob,
+    Op::FenceJob,
+    Op::AdoptJob,
 ];
 
 const WRITES: &[&str] = &["local_one", "local_quorum", "quorum", "each_quorum", "all"];
@@ -65,7 +67,8 @@ impl Op {
                 FALLBACKS,
             ),
             Op::IdempotencyInsert => ("idempotency key, new (LWT)", "idempotency_serial", SERIALS),
-            Op::ClaimJob => ("claim_job (LWT on owner)", "adoption_serial", SERIALS),
+            Op::FenceJob => ("put_job_fenced (serial read + LWT)", "job_serial", SERIALS),
+            Op::AdoptJob => ("adopt_job (serial read + LWT)", "job_serial", SERIALS),
         }
     }
 }
@@ -73,7 +76,7 @@ impl Op {
 /// The record one timed operation works on.
 enum Input {
     None,
-    Job(JobRecord),
+    Job(Box<JobRecord>),
     Link(LinkRecord),
     Token(LinkToken),
 }
@@ -85,7 +88,7 @@ fn main() {
     } else {
         (1, 3, 8)
     };
-    let hosts = std::env::var("PIXELMILL_BENCH_CQL").unwrap_or_else(|_| "127.0.0.1:9042".into());
+    let hosts = std::env::var("PIXELMILL_BENCH_CQL").unwrap_or_else(|_| "10.77.1.10:9042".into());
     let dcs = std::env::var("PIXELMILL_BENCH_DCS").unwrap_or_else(|_| "dc1".into());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -141,10 +144,10 @@ async fn inputs(store: &Arc<dyn MetaStore>, op: Op, n: usize) -> Vec<Input> {
     let tenant = suite::unique_tenant();
     let existing = (0..n).map(|_| async {
         match op {
-            Op::GetJob | Op::ClaimJob => {
-                let job = suite::job(&tenant);
+            Op::GetJob | Op::FenceJob | Op::AdoptJob => {
+                let job = suite::owned_job(&tenant, Some("eu"));
                 store.put_job(&job).await.expect("setting up a job");
-                Input::Job(job)
+                Input::Job(Box::new(job))
             }
             Op::GetLink => {
                 let link = suite::link(&suite::unique_blob(), now_ms() + 86_400_000);
@@ -169,7 +172,7 @@ async fn once(store: &dyn MetaStore, op: Op, input: Input) -> Duration {
     let key = suite::idempotency_key(&tenant, "bench", now_ms() + 86_400_000);
     let started = Instant::now();
     let done = match (op, input) {
-        (Op::PutImage, _) => store.put_image(&image).await.map(drop),
+        (Op::PutImage, _) => store.put_image(&image, Durability::Local).await.map(drop),
         (Op::PutJob, _) => store.put_job(&job).await,
         (Op::GetJob, Input::Job(job)) => store.get_job(&job.tenant, &job.id).await.map(|found| {
             assert!(found.is_some(), "the job just written is there");
@@ -180,10 +183,18 @@ async fn once(store: &dyn MetaStore, op: Op, input: Input) -> Duration {
         }),
         (Op::GetLinkMiss, Input::Token(token)) => store.get_link(&token).await.map(drop),
         (Op::IdempotencyInsert, _) => store.insert_idempotency_key(&key, now_ms()).await.map(drop),
-        (Op::ClaimJob, Input::Job(job)) => store
-            .claim_job(&job.tenant, &job.id, None, "dc1")
+        (Op::FenceJob, Input::Job(mut job)) => {
+            job.status = JobStatus::Running;
+            job.fencing = 1;
+            store
+                .put_job_fenced(&job)
+                .await
+                .map(|stored| assert!(stored.is_stored(), "the first lease's write is stored"))
+        }
+        (Op::AdoptJob, Input::Job(job)) => store
+            .adopt_job(&job.tenant, &job.id, "eu", "us")
             .await
-            .map(|won| assert!(won, "an unowned job is claimed")),
+            .map(|won| assert!(won.is_some(), "a job of eu is adopted")),
         _ => unreachable!("inputs() gives each operation its kind of input"),
     };
     let took = started.elapsed();

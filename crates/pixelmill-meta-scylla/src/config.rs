@@ -84,6 +84,14 @@ impl FromStr for Serial {
 pub struct Consistencies {
     /// Storing an uploaded image's record (`upload_write`). Default LOCAL_QUORUM.
     pub upload_write: Level,
+    /// Storing the record of an upload asked to survive its region's loss (`durable_write`,
+    /// durability `regions=2`). Default QUORUM: a majority of every region's replicas, so at
+    /// least one other region's; with three regions it still completes while one is down.
+    pub durable_write: Level,
+    /// The second try of an image lookup that found nothing, since it may have been uploaded
+    /// in another region moments ago, or in one that is down (`image_lookup_fallback`; `none`
+    /// turns it off). Default QUORUM.
+    pub image_lookup_fallback: Option<Level>,
     /// Storing a job as it moves queued → running → succeeded/failed (`job_transition`).
     /// Default LOCAL_QUORUM.
     pub job_transition: Level,
@@ -103,18 +111,20 @@ pub struct Consistencies {
     /// The idempotency check's conditional insert (`idempotency_serial`). Default LOCAL_SERIAL:
     /// a client retries against the region it is talking to.
     pub idempotency_serial: Serial,
-    /// A region claiming another region's job (`adoption_serial`). Default SERIAL: two regions
-    /// must never both win a job.
-    pub adoption_serial: Serial,
-    /// A worker storing its attempt's progress only if no later lease has (`lease_serial`).
-    /// Default LOCAL_SERIAL: a region's scheduler hands out the leases of its own jobs.
-    pub lease_serial: Serial,
+    /// Every conditional write of a job (`job_serial`): an attempt storing its progress only
+    /// while it still holds the job, and a region adopting another's job. Default SERIAL: the
+    /// parties that must agree (a region cut off from the others, and the region adopting its
+    /// jobs) are in different datacenters, and one serial level per row keeps Paxos rounds of
+    /// both from missing each other.
+    pub job_serial: Serial,
 }
 
 impl Default for Consistencies {
     fn default() -> Self {
         Self {
             upload_write: Level(Consistency::LocalQuorum),
+            durable_write: Level(Consistency::Quorum),
+            image_lookup_fallback: Some(Level(Consistency::Quorum)),
             job_transition: Level(Consistency::LocalQuorum),
             link_create: Level(Consistency::LocalQuorum),
             link_lookup: Level(Consistency::LocalOne),
@@ -122,8 +132,7 @@ impl Default for Consistencies {
             reads: Level(Consistency::LocalQuorum),
             housekeeping: Level(Consistency::LocalQuorum),
             idempotency_serial: Serial(SerialConsistency::LocalSerial),
-            adoption_serial: Serial(SerialConsistency::Serial),
-            lease_serial: Serial(SerialConsistency::LocalSerial),
+            job_serial: Serial(SerialConsistency::Serial),
         }
     }
 }
@@ -265,6 +274,9 @@ impl ScyllaConfig {
             "request_timeout" => self.request_timeout = Duration::from_millis(number(value)?),
             "link_retention" => self.link_retention = Duration::from_secs(number(value)?),
             "upload_write" => c.upload_write = value.parse()?,
+            "durable_write" => c.durable_write = value.parse()?,
+            "image_lookup_fallback" if value == "none" => c.image_lookup_fallback = None,
+            "image_lookup_fallback" => c.image_lookup_fallback = Some(value.parse()?),
             "job_transition" => c.job_transition = value.parse()?,
             "link_create" => c.link_create = value.parse()?,
             "link_lookup" => c.link_lookup = value.parse()?,
@@ -273,8 +285,14 @@ impl ScyllaConfig {
             "reads" => c.reads = value.parse()?,
             "housekeeping" => c.housekeeping = value.parse()?,
             "idempotency_serial" => c.idempotency_serial = value.parse()?,
-            "adoption_serial" => c.adoption_serial = value.parse()?,
-            "lease_serial" => c.lease_serial = value.parse()?,
+            "job_serial" => c.job_serial = value.parse()?,
+            "adoption_serial" | "lease_serial" => {
+                return Err(format!(
+                    "{name} is now job_serial: every conditional write of a job runs at one serial \
+                     level (mixing LOCAL_SERIAL and SERIAL on a row lets both rounds win); see \
+                     docs/CONSISTENCY.md"
+                ))
+            }
             other => return Err(format!("unknown option {other:?}; see docs/CONSISTENCY.md")),
         }
         Ok(())

@@ -32,6 +32,9 @@ struct Migration {
 /// Buckets of each (source, target) pair's `replication_queue`: the replicator reads all of
 /// them, and each holds only blobs not yet copied.
 pub(crate) const REPLICATION_SHARDS: i32 = 4;
+/// Buckets of each region's `jobs_by_owner`: an adopter reads all of them, and each holds only
+/// unfinished jobs.
+pub(crate) const JOB_OWNER_SHARDS: i32 = 8;
 
 const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -91,6 +94,24 @@ const MIGRATIONS: &[Migration] = &[
             "CREATE TABLE IF NOT EXISTS {ks}.blob_replicas (
             blob_key text, region text,
             PRIMARY KEY ((blob_key), region))",
+        ],
+    },
+    Migration {
+        version: 3,
+        description: "unfinished jobs by owning region, node heartbeats, region states",
+        statements: &[
+            // What a region adopts from one that has gone: its jobs not yet finished. Rows go
+            // when a job finishes or moves, hence the short gc_grace.
+            "CREATE TABLE IF NOT EXISTS {ks}.jobs_by_owner (
+            owner text, shard int, tenant text, id text,
+            PRIMARY KEY ((owner, shard), tenant, id))
+            WITH gc_grace_seconds = 10800",
+            // Each node's latest beat, per region; a node that stopped beating drops out by TTL.
+            "CREATE TABLE IF NOT EXISTS {ks}.region_heartbeats (
+            region text, node bigint, body text,
+            PRIMARY KEY ((region), node))",
+            "CREATE TABLE IF NOT EXISTS {ks}.region_states (
+            region text PRIMARY KEY, body text)",
         ],
     },
 ];

@@ -8,10 +8,11 @@ use async_trait::async_trait;
 use futures::future::try_join_all;
 use futures::TryStreamExt;
 use pixelmill_core::{
-    now_ms, BlobKey, EventId, IdempotencyRecord, ImageId, ImageRecord, JobId, JobRecord,
-    LinkRecord, LinkToken, OutboxEvent, ReplicationTask, TenantId, UnixMillis,
+    now_ms, BackoffConfig, BlobKey, Durability, EventId, Heartbeat, IdempotencyRecord, ImageId,
+    ImageRecord, JobId, JobRecord, LinkRecord, LinkToken, OutboxEvent, RegionState,
+    ReplicationTask, TenantId, UnixMillis,
 };
-use pixelmill_meta::{Inserted, MetaError, MetaResult, MetaStore};
+use pixelmill_meta::{Fenced, Inserted, MetaError, MetaResult, MetaStore};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -28,14 +29,25 @@ use serde::Serialize;
 
 use crate::config::{Level, ScyllaConfig, Serial};
 use crate::error::{corrupt, from_execution, from_next_row, from_pager, unexpected};
-use crate::schema::{migrate, LINK_EXPIRY_SHARDS, OUTBOX_SHARDS, REPLICATION_SHARDS};
+use crate::schema::{
+    migrate, JOB_OWNER_SHARDS, LINK_EXPIRY_SHARDS, OUTBOX_SHARDS, REPLICATION_SHARDS,
+};
 
 const DAY_MS: i64 = 86_400_000;
-/// Serial reads that settle a timed-out claim, with doubling waits from 50 ms (about 1–1.5 s).
-const SETTLE_ATTEMPTS: u32 = 5;
-/// Read-then-compare-and-set rounds of a fenced job write before it gives up. Only the lease
-/// holder and the node settling its expiry write a job at once, so a second round is rare.
+/// Read-then-compare-and-set rounds of a conditional job write before it gives up. Only the
+/// lease holder, the node settling its expiry and regions adopting it write a job at once, so a
+/// second round is rare.
 const FENCE_ROUNDS: u32 = 8;
+/// Serial reads that settle a timed-out round, with doubling waits from 50 ms (about 1–1.5 s):
+/// under contention (regions racing for one job) the read's own Paxos round can time out too.
+const SETTLE_ATTEMPTS: u32 = 5;
+const SETTLE_BACKOFF: BackoffConfig = BackoffConfig {
+    base: Duration::from_millis(50),
+    max: Duration::from_secs(1),
+    jitter: 0.5,
+};
+/// How long a node's heartbeat row outlives its last beat.
+const HEARTBEAT_TTL_SECS: i32 = 86_400;
 
 /// Metadata in a ScyllaDB (or Apache Cassandra) cluster.
 pub struct ScyllaMetaStore {
@@ -54,17 +66,101 @@ impl std::fmt::Debug for ScyllaMetaStore {
 }
 
 impl ScyllaMetaStore {
-    /// The region that owns a job, by a serial read (which completes any round in flight).
-    async fn job_owner(&self, what: &str, key: (&str, &str)) -> MetaResult<Option<String>> {
-        let rows = self
-            .run(what, &self.statements.get_owner, key)
-            .await?
-            .into_rows_result()
-            .map_err(|e| unexpected(what, e))?;
-        let owner = rows
-            .maybe_first_row::<(Option<String>,)>()
-            .map_err(|e| unexpected(what, e))?;
-        Ok(owner.and_then(|(owner,)| owner))
+    /// The job's body by a serial read (which sees every committed compare-and-set and completes
+    /// any in flight), retried with backoff while the read's own round times out.
+    async fn job_serial(&self, what: &str, key: (&str, &str)) -> MetaResult<Option<String>> {
+        let mut attempt = 1;
+        loop {
+            match self
+                .raw_body(what, &self.statements.get_job_serial, key)
+                .await
+            {
+                Err(MetaError::Timeout(_)) if attempt < SETTLE_ATTEMPTS => {
+                    tokio::time::sleep(SETTLE_BACKOFF.delay(attempt)).await;
+                    attempt += 1;
+                }
+                read => return read,
+            }
+        }
+    }
+
+    /// Replaces the job with `decide(stored)` by compare-and-set on its body at the job serial
+    /// level: `Ok(record written)`, or `Err(record as stored)` when `decide` refuses (`None`: the
+    /// job is gone). The owner's index of unfinished jobs follows.
+    async fn cas_job(
+        &self,
+        what: &str,
+        key: (&str, &str),
+        decide: impl Fn(&JobRecord) -> Option<JobRecord>,
+    ) -> MetaResult<Result<JobRecord, Option<JobRecord>>> {
+        for _ in 0..FENCE_ROUNDS {
+            let Some(current) = self.job_serial(what, key).await? else {
+                return Ok(Err(None));
+            };
+            let stored: JobRecord = serde_json::from_str(&current).map_err(|e| corrupt(what, e))?;
+            let Some(next) = decide(&stored) else {
+                return Ok(Err(Some(stored)));
+            };
+            let body = json(&next);
+            if current == body {
+                // Ours already (a round that timed out had applied): make sure it is listed.
+                self.reindex(what, None, &next).await?;
+                return Ok(Ok(next));
+            }
+            let values = (&body, next.owner.as_deref(), key.0, key.1, &current);
+            match self.run(what, &self.statements.cas_job, values).await {
+                Ok(result) => {
+                    if applied(what, result)?.0 {
+                        self.reindex(what, Some(&stored), &next).await?;
+                        return Ok(Ok(next));
+                    }
+                    // Changed since the read (another write of this attempt's, a later lease's,
+                    // an adoption): read again and decide on what is there now.
+                }
+                // Maybe applied: the next serial read settles it.
+                Err(MetaError::Timeout(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Err(MetaError::Timeout(format!(
+            "{what}: the job changed under each of {FENCE_ROUNDS} compare-and-sets; try again"
+        )))
+    }
+
+    /// Keeps `jobs_by_owner` to `after`: its owner's row while it is unfinished, no row once it
+    /// is final, and not `before`'s owner's any more. A row left behind by a failure here only
+    /// costs an adopter one read of the job.
+    async fn reindex(
+        &self,
+        what: &str,
+        before: Option<&JobRecord>,
+        after: &JobRecord,
+    ) -> MetaResult<()> {
+        let s = &self.statements;
+        let row = |job: &JobRecord| {
+            job.owner.clone().map(|owner| {
+                let shard = shard_of(job.id.as_str(), JOB_OWNER_SHARDS);
+                (
+                    owner,
+                    shard,
+                    job.tenant.as_str().to_owned(),
+                    job.id.as_str().to_owned(),
+                )
+            })
+        };
+        let (old, new) = (before.and_then(row), row(after));
+        let moved = old != new || before.is_none();
+        let unlist = [
+            old.filter(|o| Some(o) != new.as_ref()),
+            new.clone().filter(|_| after.status.is_final()),
+        ];
+        for gone in unlist.into_iter().flatten() {
+            self.run(what, &s.unlist_job, gone).await?;
+        }
+        if let Some(new) = new.filter(|_| moved && !after.status.is_final()) {
+            self.run(what, &s.list_job, new).await?;
+        }
+        Ok(())
     }
 
     /// Connects, applies the schema migrations the keyspace lacks, and prepares every statement.
@@ -260,26 +356,40 @@ fn delete_then_write() -> (i64, i64) {
 
 #[async_trait]
 impl MetaStore for ScyllaMetaStore {
-    async fn put_image(&self, image: &ImageRecord) -> MetaResult<()> {
+    async fn put_image(&self, image: &ImageRecord, durability: Durability) -> MetaResult<()> {
         let s = &self.statements;
+        let statement = match durability {
+            Durability::Local => &s.put_image,
+            Durability::TwoRegions => &s.put_image_durable,
+        };
         let values = (image.tenant.as_str(), image.id.as_str(), json(image));
-        self.run("storing an image", &s.put_image, values)
+        self.run("storing an image", statement, values)
             .await
             .map(drop)
     }
 
     async fn get_image(&self, tenant: &TenantId, id: &ImageId) -> MetaResult<Option<ImageRecord>> {
+        let what = "reading an image";
         let s = &self.statements;
         let values = (tenant.as_str(), id.as_str());
-        self.body("reading an image", &s.get_image, values).await
+        let found = self.body(what, &s.get_image, values).await?;
+        match (&found, &s.get_image_fallback) {
+            (None, Some(fallback)) => self.body(what, fallback, values).await,
+            _ => Ok(found),
+        }
     }
 
     async fn put_job(&self, job: &JobRecord) -> MetaResult<()> {
+        let what = "storing a job";
         let s = &self.statements;
-        let values = (job.tenant.as_str(), job.id.as_str(), json(job));
-        self.run("storing a job", &s.put_job, values)
-            .await
-            .map(drop)
+        let values = (
+            job.tenant.as_str(),
+            job.id.as_str(),
+            json(job),
+            job.owner.as_deref(),
+        );
+        self.run(what, &s.put_job, values).await?;
+        self.reindex(what, None, job).await
     }
 
     async fn get_job(&self, tenant: &TenantId, id: &JobId) -> MetaResult<Option<JobRecord>> {
@@ -288,76 +398,108 @@ impl MetaStore for ScyllaMetaStore {
             .await
     }
 
-    async fn put_job_fenced(&self, job: &JobRecord) -> MetaResult<bool> {
-        let what = "storing a job attempt";
-        let s = &self.statements;
-        let (tenant, id) = (job.tenant.as_str(), job.id.as_str());
-        let body = json(job);
-        for _ in 0..FENCE_ROUNDS {
-            // A serial read sees every committed compare-and-set and completes any in flight
-            // (one of ours that timed out included), so the body it returns is the one to replace.
-            let Some(current) = self.raw_body(what, &s.get_job_serial, (tenant, id)).await? else {
-                return Ok(false);
-            };
-            let stored: JobRecord = serde_json::from_str(&current).map_err(|e| corrupt(what, e))?;
-            if stored.fencing > job.fencing {
-                return Ok(false);
-            }
-            if current == body {
-                return Ok(true);
-            }
-            match self
-                .run(what, &s.fence_job, (&body, tenant, id, &current))
-                .await
-            {
-                Ok(result) => {
-                    if applied(what, result)?.0 {
-                        return Ok(true);
-                    }
-                    // Changed since the read (another write of this attempt's, or a later
-                    // lease's): read again and decide on what is there now.
-                }
-                // Maybe applied: the next serial read settles it.
-                Err(MetaError::Timeout(_)) => {}
-                Err(err) => return Err(err),
-            }
-        }
-        Err(MetaError::Timeout(format!(
-            "{what}: the job changed under each of {FENCE_ROUNDS} compare-and-sets; try again"
-        )))
+    async fn put_job_fenced(&self, job: &JobRecord) -> MetaResult<Fenced> {
+        let key = (job.tenant.as_str(), job.id.as_str());
+        let written = self
+            .cas_job("storing a job attempt", key, |stored| {
+                stored.admits(job).then(|| job.clone())
+            })
+            .await?;
+        Ok(written.map_or_else(
+            |stored| Fenced::Refused(stored.map(Box::new)),
+            |_| Fenced::Stored,
+        ))
     }
 
-    async fn claim_job(
+    async fn adopt_job(
         &self,
         tenant: &TenantId,
         id: &JobId,
-        expected: Option<&str>,
-        region: &str,
-    ) -> MetaResult<bool> {
-        let what = "claiming a job";
-        let s = &self.statements;
-        let values = (region, tenant.as_str(), id.as_str(), expected);
-        match self.run(what, &s.claim_job, values).await {
-            Ok(result) => applied(what, result).map(|(applied, _)| applied),
-            // A timed-out compare-and-set may still have applied: a serial read completes any
-            // round in flight and shows who owns the job now. Under contention (regions racing
-            // for one job) that read's own Paxos round can time out too, so it is retried with
-            // backoff while the other rounds finish.
-            Err(MetaError::Timeout(_)) => {
-                let key = (tenant.as_str(), id.as_str());
-                let (mut attempt, mut wait) = (1, Duration::from_millis(50));
-                loop {
-                    match self.job_owner(what, key).await {
-                        Err(MetaError::Timeout(_)) if attempt < SETTLE_ATTEMPTS => {
-                            tokio::time::sleep(wait.mul_f64(1.0 + rand::random::<f64>())).await;
-                            (attempt, wait) = (attempt + 1, wait * 2);
-                        }
-                        owner => return owner.map(|o| o.as_deref() == Some(region)),
-                    }
-                }
-            }
-            Err(err) => Err(err),
-        }
+        from: &str,
+        to: &str,
+    ) -> MetaResult<Option<JobRecord>> {
+        self.cas_job("adopting a job", (tenant.as_str(), id.as_str()), |stored| {
+            let adoptable = stored.owner.as_deref() == Some(from) && !stored.status.is_final();
+            adoptable.then(|| stored.adopted_by(to))
+        })
+        .await
+        .map(Result::ok)
+    }
+
+    async fn unfinished_jobs(
+        &self,
+        owner: &str,
+        limit: usize,
+    ) -> MetaResult<Vec<(TenantId, JobId)>> {
+        let what = "listing a region's unfinished jobs";
+        let reads = (0..JOB_OWNER_SHARDS).map(|shard| async move {
+            let rows = self
+                .run(
+                    what,
+                    &self.statements.owned_jobs,
+                    (owner, shard, limit as i32),
+                )
+                .await?
+                .into_rows_result()
+                .map_err(|e| unexpected(what, e))?;
+            rows.rows::<(String, String)>()
+                .map_err(|e| unexpected(what, e))?
+                .map(|row| row.map_err(|e| unexpected(what, e)))
+                .collect::<MetaResult<Vec<_>>>()
+        });
+        let mut jobs: Vec<(TenantId, JobId)> = try_join_all(reads)
+            .await?
+            .into_iter()
+            .flatten()
+            .map(|(tenant, id)| (TenantId::new(tenant), JobId::from_string(&id)))
+            .collect();
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
+    async fn put_heartbeat(&self, beat: &Heartbeat) -> MetaResult<()> {
+        let values = (
+            beat.region.as_str(),
+            beat.node as i64,
+            json(beat),
+            HEARTBEAT_TTL_SECS,
+        );
+        self.run(
+            "storing a heartbeat",
+            &self.statements.put_heartbeat,
+            values,
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn heartbeats(&self, region: &str) -> MetaResult<Vec<Heartbeat>> {
+        self.bodies(
+            "reading a region's heartbeats",
+            &self.statements.heartbeats,
+            (region,),
+        )
+        .await
+    }
+
+    async fn put_region_state(&self, state: &RegionState) -> MetaResult<()> {
+        let values = (state.region.as_str(), json(state));
+        self.run(
+            "storing a region's state",
+            &self.statements.put_region_state,
+            values,
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn region_state(&self, region: &str) -> MetaResult<Option<RegionState>> {
+        self.body(
+            "reading a region's state",
+            &self.statements.region_state,
+            (region,),
+        )
+        .await
     }
 
     async fn insert_idempotency_key(
@@ -710,13 +852,20 @@ fn existing_body<T: DeserializeOwned>(what: &str, row: Option<Row>) -> MetaResul
 /// Every statement, prepared with its class's consistency.
 struct Statements {
     put_image: PreparedStatement,
+    put_image_durable: PreparedStatement,
     get_image: PreparedStatement,
+    get_image_fallback: Option<PreparedStatement>,
     put_job: PreparedStatement,
     get_job: PreparedStatement,
-    claim_job: PreparedStatement,
-    get_owner: PreparedStatement,
-    fence_job: PreparedStatement,
+    cas_job: PreparedStatement,
     get_job_serial: PreparedStatement,
+    list_job: PreparedStatement,
+    unlist_job: PreparedStatement,
+    owned_jobs: PreparedStatement,
+    put_heartbeat: PreparedStatement,
+    heartbeats: PreparedStatement,
+    put_region_state: PreparedStatement,
+    region_state: PreparedStatement,
     insert_idempotency: PreparedStatement,
     replace_idempotency: PreparedStatement,
     get_idempotency: PreparedStatement,
@@ -782,37 +931,64 @@ impl Statements {
             })
         };
         const LINK: &str = "SELECT body FROM {ks}.links WHERE link_token = ?";
+        const PUT_IMAGE: &str = "INSERT INTO {ks}.images (tenant, id, body) VALUES (?, ?, ?)";
+        const IMAGE: &str = "SELECT body FROM {ks}.images WHERE tenant = ? AND id = ?";
         const IDEMPOTENCY: &str =
             "SELECT body FROM {ks}.idempotency_keys WHERE tenant = ? AND idem_key = ?";
         const PUT_REPLICA: &str = "INSERT INTO {ks}.blob_replicas (blob_key, region) VALUES (?, ?)";
         let (links, outbox) = (c.link_create, c.housekeeping);
         Ok(Self {
-            put_image: write("INSERT INTO {ks}.images (tenant, id, body) VALUES (?, ?, ?)", c.upload_write).await?,
-            get_image: read("SELECT body FROM {ks}.images WHERE tenant = ? AND id = ?", c.reads).await?,
-            put_job: write("INSERT INTO {ks}.jobs (tenant, id, body) VALUES (?, ?, ?)", c.job_transition).await?,
+            put_image: write(PUT_IMAGE, c.upload_write).await?,
+            put_image_durable: write(PUT_IMAGE, c.durable_write).await?,
+            get_image: read(IMAGE, c.reads).await?,
+            get_image_fallback: match c.image_lookup_fallback {
+                Some(level) => Some(read(IMAGE, level).await?),
+                None => None,
+            },
+            put_job: write(
+                "INSERT INTO {ks}.jobs (tenant, id, body, owner) VALUES (?, ?, ?, ?)",
+                c.job_transition,
+            )
+            .await?,
             get_job: read("SELECT body FROM {ks}.jobs WHERE tenant = ? AND id = ?", c.reads).await?,
-            claim_job: conditional(
-                "UPDATE {ks}.jobs SET owner = ? WHERE tenant = ? AND id = ? IF body != null AND owner = ?",
+            cas_job: conditional(
+                "UPDATE {ks}.jobs SET body = ?, owner = ? WHERE tenant = ? AND id = ? IF body = ?",
                 c.job_transition,
-                c.adoption_serial,
-            )
-            .await?,
-            get_owner: read(
-                "SELECT owner FROM {ks}.jobs WHERE tenant = ? AND id = ?",
-                serial_read(c.adoption_serial),
-            )
-            .await?,
-            fence_job: conditional(
-                "UPDATE {ks}.jobs SET body = ? WHERE tenant = ? AND id = ? IF body = ?",
-                c.job_transition,
-                c.lease_serial,
+                c.job_serial,
             )
             .await?,
             get_job_serial: read(
                 "SELECT body FROM {ks}.jobs WHERE tenant = ? AND id = ?",
-                serial_read(c.lease_serial),
+                serial_read(c.job_serial),
             )
             .await?,
+            list_job: write(
+                "INSERT INTO {ks}.jobs_by_owner (owner, shard, tenant, id) VALUES (?, ?, ?, ?)",
+                c.job_transition,
+            )
+            .await?,
+            unlist_job: write(
+                "DELETE FROM {ks}.jobs_by_owner WHERE owner = ? AND shard = ? AND tenant = ? AND id = ?",
+                c.job_transition,
+            )
+            .await?,
+            owned_jobs: read(
+                "SELECT tenant, id FROM {ks}.jobs_by_owner WHERE owner = ? AND shard = ? LIMIT ?",
+                c.reads,
+            )
+            .await?,
+            put_heartbeat: write(
+                "INSERT INTO {ks}.region_heartbeats (region, node, body) VALUES (?, ?, ?) USING TTL ?",
+                c.housekeeping,
+            )
+            .await?,
+            heartbeats: read("SELECT body FROM {ks}.region_heartbeats WHERE region = ?", c.reads).await?,
+            put_region_state: write(
+                "INSERT INTO {ks}.region_states (region, body) VALUES (?, ?)",
+                c.housekeeping,
+            )
+            .await?,
+            region_state: read("SELECT body FROM {ks}.region_states WHERE region = ?", c.reads).await?,
             insert_idempotency: conditional(
                 "INSERT INTO {ks}.idempotency_keys (tenant, idem_key, body, expires_at) VALUES (?, ?, ?, ?) \
                  IF NOT EXISTS USING TTL ?",

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{cluster_available, eventually, store, unique_keyspace};
-use pixelmill_core::now_ms;
+use pixelmill_core::{now_ms, Durability};
 use pixelmill_meta::{suite, MetaStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -54,7 +54,7 @@ async fn a_local_quorum_write_in_dc1_becomes_visible_in_dc2() {
     let (dc1, dc2) = (store(&keyspace, 1, "").await, store(&keyspace, 2, "").await);
     let tenant = suite::unique_tenant();
     let image = suite::image(&tenant);
-    dc1.put_image(&image).await.unwrap();
+    dc1.put_image(&image, Durability::Local).await.unwrap();
     let took = eventually(Duration::from_secs(10), "dc2 sees dc1's write", || async {
         dc2.get_image(&tenant, &image.id).await.unwrap().is_some()
     })

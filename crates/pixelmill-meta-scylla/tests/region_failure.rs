@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{cluster, cluster_available, eventually, store, unique_keyspace};
-use pixelmill_core::now_ms;
+use pixelmill_core::{now_ms, Durability};
 use pixelmill_meta::{suite, MetaError, MetaStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,7 +26,7 @@ async fn dc1_serves_at_local_quorum_while_dc2_is_down_and_dc2_catches_up() {
 
     // LOCAL_QUORUM needs only dc1's replica: uploads and jobs keep working at once.
     let image = suite::image(&tenant);
-    dc1.put_image(&image)
+    dc1.put_image(&image, Durability::Local)
         .await
         .expect("an upload's record while dc2 is down");
     let mut job = suite::job(&tenant);
@@ -65,7 +65,9 @@ async fn dc1_serves_at_local_quorum_while_dc2_is_down_and_dc2_catches_up() {
     );
     // What dc1 wrote meanwhile must reach dc2 once it is back (hinted handoff).
     let during_outage = suite::image(&tenant);
-    dc1.put_image(&during_outage).await.unwrap();
+    dc1.put_image(&during_outage, Durability::Local)
+        .await
+        .unwrap();
 
     cluster(&["start-node", "2"]);
     eprintln!("dc2 back after {:?}", killed.elapsed());

@@ -3,7 +3,8 @@
 //!
 //! The `MetaStore` trait is shaped for ScyllaDB: every access goes through a partition key named in
 //! the record's doc, expiry is a property of the record (a CQL `TTL`), and the only
-//! read-modify-writes are `insert_idempotency_key` and `claim_job`, conditional writes (CQL LWTs).
+//! read-modify-writes are conditional writes (CQL LWTs): `insert_idempotency_key`, and the job
+//! writes of attempts (`put_job_fenced`) and of adoptions (`adopt_job`).
 //! Backends:
 //! `RedbMetaStore` (embedded, the single-node default) and `ScyllaMetaStore` (in
 //! `pixelmill-meta-scylla`). `suite` is the conformance suite every backend runs.
@@ -17,11 +18,27 @@ pub use redb_store::RedbMetaStore;
 
 use async_trait::async_trait;
 use pixelmill_core::{
-    BlobKey, EventId, IdempotencyRecord, ImageId, ImageRecord, JobId, JobRecord, LinkRecord,
-    LinkToken, OutboxEvent, ReplicationTask, TenantId, UnixMillis,
+    BlobKey, Durability, EventId, Heartbeat, IdempotencyRecord, ImageId, ImageRecord, JobId,
+    JobRecord, LinkRecord, LinkToken, OutboxEvent, RegionState, ReplicationTask, TenantId,
+    UnixMillis,
 };
 
 pub type MetaResult<T> = Result<T, MetaError>;
+
+/// What a fenced job write did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fenced {
+    Stored,
+    /// Refused: the record as it is stored (`None`: the job is gone), so the writer can tell a
+    /// later lease of its own region from an adoption by another.
+    Refused(Option<Box<JobRecord>>),
+}
+
+impl Fenced {
+    pub fn is_stored(&self) -> bool {
+        matches!(self, Self::Stored)
+    }
+}
 
 /// The outcome of a conditional insert.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,30 +51,52 @@ pub enum Inserted<T> {
 
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
-    async fn put_image(&self, image: &ImageRecord) -> MetaResult<()>;
+    /// Stores an uploaded image's record, in this region or (`Durability::TwoRegions`) in a
+    /// second region's replicas too before it returns.
+    async fn put_image(&self, image: &ImageRecord, durability: Durability) -> MetaResult<()>;
+    /// An image's record: from this region's replicas, or, when they lack it (an upload of
+    /// another region not replicated here yet), from whichever regions answer.
     async fn get_image(&self, tenant: &TenantId, id: &ImageId) -> MetaResult<Option<ImageRecord>>;
 
-    /// Inserts or replaces the job (the whole record: job state transitions are last-writer-wins
-    /// because only the lease holder writes a running job).
+    /// Inserts or replaces the job as it is accepted (the whole record), and lists it among its
+    /// owner's unfinished jobs (`unfinished_jobs`) until it is final.
     async fn put_job(&self, job: &JobRecord) -> MetaResult<()>;
     async fn get_job(&self, tenant: &TenantId, id: &JobId) -> MetaResult<Option<JobRecord>>;
 
-    /// Replaces an existing job unless an attempt with a later lease has written it: the stored
-    /// record's `fencing` must not exceed `job.fencing`. `false` when refused (or the job is gone),
-    /// and nothing was written. Atomic (a compare-and-set in CQL): a worker frozen past its lease
-    /// that wakes up and writes its result cannot undo the attempt that ran in its place.
-    async fn put_job_fenced(&self, job: &JobRecord) -> MetaResult<bool>;
+    /// Replaces an existing job if the stored record admits it (`JobRecord::admits`: the same
+    /// owner, a lease no older). When refused (or the job is gone) nothing was written. Atomic and, across regions, linearizable (a compare-and-set at `SERIAL` in
+    /// CQL): a worker frozen past its lease cannot undo the attempt that ran in its place, and a
+    /// region cut off from the others cannot finish a job another region has adopted. A final
+    /// record leaves its owner's unfinished jobs.
+    async fn put_job_fenced(&self, job: &JobRecord) -> MetaResult<Fenced>;
 
-    /// Makes `region` the owner of an existing job if `expected` still owns it (`None`: no
-    /// region has claimed it yet); `true` when this call won. A conditional update (a CQL LWT on
-    /// the owner), so of two regions adopting a job whose home region is gone only one wins.
-    async fn claim_job(
+    /// Region `to` adopts the job if region `from` still owns it and it is not final: the stored
+    /// record becomes `JobRecord::adopted_by(to)`, which is returned; `None` when this call did
+    /// not win (another region adopted it first, it finished, or it is gone). A compare-and-set
+    /// like `put_job_fenced`, so of several regions adopting a job exactly one wins.
+    async fn adopt_job(
         &self,
         tenant: &TenantId,
         id: &JobId,
-        expected: Option<&str>,
-        region: &str,
-    ) -> MetaResult<bool>;
+        from: &str,
+        to: &str,
+    ) -> MetaResult<Option<JobRecord>>;
+
+    /// Jobs `owner` has not finished, at most `limit`, in no particular order. The list may
+    /// trail the records (a job that just finished may still be in it): callers read each job.
+    async fn unfinished_jobs(
+        &self,
+        owner: &str,
+        limit: usize,
+    ) -> MetaResult<Vec<(TenantId, JobId)>>;
+
+    /// Stores a node's heartbeat, replacing its previous one.
+    async fn put_heartbeat(&self, beat: &Heartbeat) -> MetaResult<()>;
+    /// The latest heartbeat of every node of `region` that has beaten recently (a day).
+    async fn heartbeats(&self, region: &str) -> MetaResult<Vec<Heartbeat>>;
+    async fn put_region_state(&self, state: &RegionState) -> MetaResult<()>;
+    /// The region's state; `None` when nobody has set one (not draining).
+    async fn region_state(&self, region: &str) -> MetaResult<Option<RegionState>>;
 
     /// Stores `record` unless an unexpired record exists for (tenant, key); never overwrites.
     async fn insert_idempotency_key(

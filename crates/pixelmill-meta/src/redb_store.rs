@@ -5,19 +5,23 @@
 
 mod tables;
 
-use crate::{Inserted, MetaError, MetaResult, MetaStore};
+use crate::{Fenced, Inserted, MetaError, MetaResult, MetaStore};
 use async_trait::async_trait;
 use pixelmill_core::{
-    BlobKey, EventId, IdempotencyRecord, ImageId, ImageRecord, JobId, JobRecord, LinkRecord,
-    LinkToken, OutboxEvent, ReplicationTask, TenantId, UnixMillis,
+    now_ms, BlobKey, Durability, EventId, Heartbeat, IdempotencyRecord, ImageId, ImageRecord,
+    JobId, JobRecord, LinkRecord, LinkToken, OutboxEvent, RegionState, ReplicationTask, TenantId,
+    UnixMillis,
 };
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 use std::{path::Path, sync::Arc};
 use tables::{
     db_err, due_keys, get_record, load_all, put_record, scoped_key, take_record, BLOB_REPLICAS,
-    IDEMPOTENCY, IDEMPOTENCY_BY_EXPIRY, IMAGES, JOBS, JOB_OWNERS, LINKS, LINKS_BY_BLOB,
-    LINKS_BY_EXPIRY, OUTBOX, OUTBOX_BY_DUE, REPLICATION_QUEUE,
+    HEARTBEATS, IDEMPOTENCY, IDEMPOTENCY_BY_EXPIRY, IMAGES, JOBS, JOBS_BY_OWNER, LINKS,
+    LINKS_BY_BLOB, LINKS_BY_EXPIRY, OUTBOX, OUTBOX_BY_DUE, REGION_STATES, REPLICATION_QUEUE,
 };
+
+/// How long a heartbeat of a node that stopped beating is still listed (a CQL TTL in ScyllaDB).
+const HEARTBEAT_RETENTION_MS: i64 = 86_400_000;
 
 /// How many expired idempotency keys one insert purges; bounds the extra work per request while
 /// still outpacing the rate at which keys expire.
@@ -40,13 +44,22 @@ impl RedbMetaStore {
             ))
         })?;
         let txn = db.begin_write().map_err(db_err)?;
-        for records in [IMAGES, JOBS, LINKS, IDEMPOTENCY, OUTBOX, JOB_OWNERS] {
+        for records in [
+            IMAGES,
+            JOBS,
+            LINKS,
+            IDEMPOTENCY,
+            OUTBOX,
+            HEARTBEATS,
+            REGION_STATES,
+        ] {
             txn.open_table(records).map_err(db_err)?;
         }
         for index in [LINKS_BY_EXPIRY, OUTBOX_BY_DUE, IDEMPOTENCY_BY_EXPIRY] {
             txn.open_table(index).map_err(db_err)?;
         }
         txn.open_table(LINKS_BY_BLOB).map_err(db_err)?;
+        txn.open_table(JOBS_BY_OWNER).map_err(db_err)?;
         txn.open_table(BLOB_REPLICAS).map_err(db_err)?;
         txn.open_table(REPLICATION_QUEUE).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
@@ -133,6 +146,25 @@ fn entries_of(
     Ok(found)
 }
 
+/// Stores `job` under `key` in place of `before`, keeping `JOBS_BY_OWNER` to the unfinished
+/// jobs of each owner.
+fn store_job(
+    txn: &WriteTransaction,
+    key: &str,
+    before: Option<&JobRecord>,
+    job: &JobRecord,
+) -> MetaResult<()> {
+    put_record(&mut txn.open_table(JOBS).map_err(db_err)?, key, job)?;
+    let mut by_owner = txn.open_table(JOBS_BY_OWNER).map_err(db_err)?;
+    if let Some(owner) = before.and_then(|b| b.owner.as_deref()) {
+        by_owner.remove((owner, key)).map_err(db_err)?;
+    }
+    if let (Some(owner), false) = (job.owner.as_deref(), job.status.is_final()) {
+        by_owner.insert((owner, key), ()).map_err(db_err)?;
+    }
+    Ok(())
+}
+
 /// Removes the outbox event under `event_id` with its index entry.
 fn remove_outbox(txn: &WriteTransaction, event_id: &str) -> MetaResult<()> {
     let mut records = txn.open_table(OUTBOX).map_err(db_err)?;
@@ -157,7 +189,8 @@ fn remove_idempotency(txn: &WriteTransaction, key: &str) -> MetaResult<()> {
 
 #[async_trait]
 impl MetaStore for RedbMetaStore {
-    async fn put_image(&self, image: &ImageRecord) -> MetaResult<()> {
+    /// One file on one node: every durability is the same here.
+    async fn put_image(&self, image: &ImageRecord, _durability: Durability) -> MetaResult<()> {
         let image = image.clone();
         self.write(move |txn| {
             let key = scoped_key(&image.tenant, image.id.as_str());
@@ -176,24 +209,26 @@ impl MetaStore for RedbMetaStore {
         let job = job.clone();
         self.write(move |txn| {
             let key = scoped_key(&job.tenant, job.id.as_str());
-            put_record(&mut txn.open_table(JOBS).map_err(db_err)?, &key, &job)
+            let before: Option<JobRecord> =
+                get_record(&txn.open_table(JOBS).map_err(db_err)?, &key)?;
+            store_job(txn, &key, before.as_ref(), &job)
         })
         .await
     }
 
-    async fn put_job_fenced(&self, job: &JobRecord) -> MetaResult<bool> {
+    async fn put_job_fenced(&self, job: &JobRecord) -> MetaResult<Fenced> {
         let job = job.clone();
         // One write transaction: the check and the update are atomic, like a CQL LWT.
         self.write(move |txn| {
             let key = scoped_key(&job.tenant, job.id.as_str());
-            let mut jobs = txn.open_table(JOBS).map_err(db_err)?;
-            let stored: Option<JobRecord> = get_record(&jobs, &key)?;
+            let stored: Option<JobRecord> =
+                get_record(&txn.open_table(JOBS).map_err(db_err)?, &key)?;
             match stored {
-                Some(stored) if stored.fencing <= job.fencing => {
-                    put_record(&mut jobs, &key, &job)?;
-                    Ok(true)
+                Some(stored) if stored.admits(&job) => {
+                    store_job(txn, &key, Some(&stored), &job)?;
+                    Ok(Fenced::Stored)
                 }
-                _ => Ok(false),
+                stored => Ok(Fenced::Refused(stored.map(Box::new))),
             }
         })
         .await
@@ -205,40 +240,98 @@ impl MetaStore for RedbMetaStore {
             .await
     }
 
-    async fn claim_job(
+    async fn adopt_job(
         &self,
         tenant: &TenantId,
         id: &JobId,
-        expected: Option<&str>,
-        region: &str,
-    ) -> MetaResult<bool> {
+        from: &str,
+        to: &str,
+    ) -> MetaResult<Option<JobRecord>> {
         let key = scoped_key(tenant, id.as_str());
-        let (expected, region) = (expected.map(str::to_owned), region.to_owned());
-        // One write transaction: the check and the update are atomic, like a CQL LWT.
+        let (from, to) = (from.to_owned(), to.to_owned());
         self.write(move |txn| {
-            if txn
-                .open_table(JOBS)
-                .map_err(db_err)?
-                .get(key.as_str())
-                .map_err(db_err)?
-                .is_none()
-            {
-                return Ok(false);
-            }
-            let mut owners = txn.open_table(JOB_OWNERS).map_err(db_err)?;
-            let current = owners
-                .get(key.as_str())
-                .map_err(db_err)?
-                .map(|owner| String::from_utf8_lossy(owner.value()).into_owned());
-            if current != expected {
-                return Ok(false);
-            }
-            owners
-                .insert(key.as_str(), region.as_bytes())
-                .map_err(db_err)?;
-            Ok(true)
+            let stored: Option<JobRecord> =
+                get_record(&txn.open_table(JOBS).map_err(db_err)?, &key)?;
+            let Some(stored) =
+                stored.filter(|s| s.owner.as_deref() == Some(&from) && !s.status.is_final())
+            else {
+                return Ok(None);
+            };
+            let adopted = stored.adopted_by(&to);
+            store_job(txn, &key, Some(&stored), &adopted)?;
+            Ok(Some(adopted))
         })
         .await
+    }
+
+    async fn unfinished_jobs(
+        &self,
+        owner: &str,
+        limit: usize,
+    ) -> MetaResult<Vec<(TenantId, JobId)>> {
+        let owner = owner.to_owned();
+        self.read(move |txn| {
+            let keys = entries_of(
+                &txn.open_table(JOBS_BY_OWNER).map_err(db_err)?,
+                &owner,
+                limit,
+            )?;
+            let jobs: Vec<JobRecord> = load_all(&txn.open_table(JOBS).map_err(db_err)?, &keys)?;
+            Ok(jobs.into_iter().map(|j| (j.tenant, j.id)).collect())
+        })
+        .await
+    }
+
+    async fn put_heartbeat(&self, beat: &Heartbeat) -> MetaResult<()> {
+        let beat = beat.clone();
+        self.write(move |txn| {
+            let key = format!("{}/{}", beat.region, beat.node);
+            put_record(
+                &mut txn.open_table(HEARTBEATS).map_err(db_err)?,
+                &key,
+                &beat,
+            )
+        })
+        .await
+    }
+
+    async fn heartbeats(&self, region: &str) -> MetaResult<Vec<Heartbeat>> {
+        let prefix = format!("{region}/");
+        let since = now_ms() - HEARTBEAT_RETENTION_MS;
+        self.read(move |txn| {
+            let table = txn.open_table(HEARTBEATS).map_err(db_err)?;
+            let mut beats = Vec::new();
+            for entry in table.range(prefix.as_str()..).map_err(db_err)? {
+                let (key, raw) = entry.map_err(db_err)?;
+                if !key.value().starts_with(&prefix) {
+                    break;
+                }
+                let beat: Heartbeat = tables::decode(key.value(), raw.value())?;
+                if beat.at >= since {
+                    beats.push(beat);
+                }
+            }
+            Ok(beats)
+        })
+        .await
+    }
+
+    async fn put_region_state(&self, state: &RegionState) -> MetaResult<()> {
+        let state = state.clone();
+        self.write(move |txn| {
+            put_record(
+                &mut txn.open_table(REGION_STATES).map_err(db_err)?,
+                &state.region,
+                &state,
+            )
+        })
+        .await
+    }
+
+    async fn region_state(&self, region: &str) -> MetaResult<Option<RegionState>> {
+        let region = region.to_owned();
+        self.read(move |txn| get_record(&txn.open_table(REGION_STATES).map_err(db_err)?, &region))
+            .await
     }
 
     async fn insert_idempotency_key(
@@ -476,7 +569,7 @@ mod tests {
     async fn data_survives_reopening_the_file() {
         let (dir, store) = fresh();
         let image = suite::image(&TenantId::default());
-        store.put_image(&image).await.unwrap();
+        store.put_image(&image, Durability::Local).await.unwrap();
         drop(store);
 
         let store = RedbMetaStore::open(&dir.path().join("meta.redb")).unwrap();

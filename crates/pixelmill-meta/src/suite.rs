@@ -6,12 +6,17 @@
 //! return foreign records too: the checks look at this run's records within the answer and at the
 //! ordering and limit of the whole answer.
 
-use crate::{Inserted, MetaStore};
-use pixelmill_core::{now_ms, EventId, ImageId, JobStatus, OutboxEvent, ReplicationTask};
+use crate::{Fenced, Inserted, MetaStore};
+use pixelmill_core::{
+    fencing_token, now_ms, Durability, EventId, Heartbeat, ImageId, JobStatus, OutboxEvent,
+    RegionState, ReplicationTask,
+};
 use std::sync::Arc;
 
 mod fixtures;
-pub use fixtures::{idempotency_key, image, job, link, outbox_event, unique_blob, unique_tenant};
+pub use fixtures::{
+    idempotency_key, image, job, link, outbox_event, owned_job, unique_blob, unique_tenant,
+};
 
 /// A large enough limit that this run's records are in a scan's answer even on a shared server.
 const SCAN_ALL: usize = 10_000;
@@ -23,8 +28,9 @@ pub async fn run_all(store: Arc<dyn MetaStore>) {
     idempotency(&*store).await;
     idempotency_expiry(&*store).await;
     idempotency_concurrency(Arc::clone(&store)).await;
-    job_claims(&*store).await;
-    job_claim_concurrency(Arc::clone(&store)).await;
+    job_adoption(&*store).await;
+    job_adoption_concurrency(Arc::clone(&store)).await;
+    heartbeats_and_region_state(&*store).await;
     fenced_job_writes(&*store).await;
     fenced_job_write_races(Arc::clone(&store)).await;
     links(&*store).await;
@@ -41,7 +47,7 @@ pub async fn images(store: &dyn MetaStore) {
     let tenant = unique_tenant();
     let img = image(&tenant);
     assert_eq!(store.get_image(&tenant, &img.id).await.unwrap(), None);
-    store.put_image(&img).await.unwrap();
+    store.put_image(&img, Durability::Local).await.unwrap();
     let got = store.get_image(&tenant, &img.id).await.unwrap();
     assert_eq!(got, Some(img), "get_image returns the stored record");
 }
@@ -49,7 +55,7 @@ pub async fn images(store: &dyn MetaStore) {
 pub async fn tenant_isolation(store: &dyn MetaStore) {
     let (tenant, other) = (unique_tenant(), unique_tenant());
     let img = image(&tenant);
-    store.put_image(&img).await.unwrap();
+    store.put_image(&img, Durability::Local).await.unwrap();
     let leaked = store.get_image(&other, &img.id).await.unwrap();
     assert_eq!(leaked, None, "an image is invisible to other tenants");
 
@@ -150,34 +156,158 @@ pub async fn idempotency_concurrency(store: Arc<dyn MetaStore>) {
     );
 }
 
-/// A job changes owner only from the owner the claimant expected; missing jobs cannot be claimed.
-pub async fn job_claims(store: &dyn MetaStore) {
+async fn unfinished(store: &dyn MetaStore, owner: &str) -> Vec<pixelmill_core::JobId> {
+    let listed = store.unfinished_jobs(owner, SCAN_ALL).await.unwrap();
+    listed.into_iter().map(|(_, id)| id).collect()
+}
+
+/// A job is listed among its owner's unfinished jobs; another region adopts it only from its
+/// current owner and only while it is unfinished; the adoption starts a new epoch, so the old
+/// owner's attempts can no longer write it, and the adopter's can.
+pub async fn job_adoption(store: &dyn MetaStore) {
     let tenant = unique_tenant();
-    let j = job(&tenant);
-    let claim = |expected, region| store.claim_job(&tenant, &j.id, expected, region);
-    assert!(
-        !claim(None, "eu").await.unwrap(),
+    let (eu, us, ap) = (unique_region(), unique_region(), unique_region());
+    let j = owned_job(&tenant, Some(&eu));
+    assert_eq!(
+        store.adopt_job(&tenant, &j.id, &eu, &us).await.unwrap(),
+        None,
         "a job that does not exist"
     );
     store.put_job(&j).await.unwrap();
-    assert!(
-        claim(None, "eu").await.unwrap(),
-        "the first claim of an unowned job"
+    assert_eq!(unfinished(store, &eu).await, std::slice::from_ref(&j.id));
+    assert_eq!(
+        store.adopt_job(&tenant, &j.id, &ap, &us).await.unwrap(),
+        None,
+        "ap never owned it"
     );
-    assert!(!claim(None, "us").await.unwrap(), "owned by eu now");
-    assert!(!claim(Some("us"), "ap").await.unwrap(), "us never owned it");
-    assert!(
-        claim(Some("eu"), "us").await.unwrap(),
-        "us adopts it from eu"
+
+    // eu's attempt is running when us adopts the job.
+    let mut eu_attempt = j.clone();
+    eu_attempt.status = JobStatus::Running;
+    eu_attempt.fencing = 40;
+    assert!(store.put_job_fenced(&eu_attempt).await.unwrap().is_stored());
+    let adopted = store
+        .adopt_job(&tenant, &j.id, &eu, &us)
+        .await
+        .unwrap()
+        .expect("us adopts it from eu");
+    assert_eq!(adopted, eu_attempt.adopted_by(&us));
+    assert_eq!(
+        (adopted.owner.as_deref(), adopted.epoch, adopted.fencing),
+        (Some(us.as_str()), 1, fencing_token(1, 0))
     );
-    assert!(!claim(Some("eu"), "ap").await.unwrap(), "eu lost it");
-    let stored = store.get_job(&tenant, &j.id).await.unwrap();
-    assert_eq!(stored, Some(j.clone()), "claims leave the record as it was");
+    assert_eq!(
+        adopted.status,
+        JobStatus::Queued,
+        "queued again in its new region"
+    );
+    assert_eq!(adopted.home.as_deref(), Some(eu.as_str()), "its home stays");
+    assert_eq!(
+        store.get_job(&tenant, &j.id).await.unwrap(),
+        Some(adopted.clone())
+    );
+    assert!(
+        unfinished(store, &eu).await.is_empty(),
+        "eu no longer lists it"
+    );
+    assert_eq!(unfinished(store, &us).await, std::slice::from_ref(&j.id));
+    assert_eq!(
+        store.adopt_job(&tenant, &j.id, &eu, &ap).await.unwrap(),
+        None,
+        "eu lost it"
+    );
+
+    // eu's attempt, however late its lease, cannot write the job any more.
+    let mut stale = eu_attempt.clone();
+    stale.status = JobStatus::Succeeded;
+    stale.fencing = 10_000;
+    assert_eq!(
+        store.put_job_fenced(&stale).await.unwrap(),
+        Fenced::Refused(Some(Box::new(adopted.clone()))),
+        "the old owner's result, refused with the record that stands"
+    );
+    let mut us_attempt = adopted.clone();
+    us_attempt.status = JobStatus::Running;
+    us_attempt.fencing = fencing_token(1, 3);
+    assert!(
+        store.put_job_fenced(&us_attempt).await.unwrap().is_stored(),
+        "the new owner's first lease"
+    );
+    let mut done = us_attempt.clone();
+    done.status = JobStatus::Succeeded;
+    assert!(store.put_job_fenced(&done).await.unwrap().is_stored());
+    assert!(
+        unfinished(store, &us).await.is_empty(),
+        "a finished job is nobody's to adopt"
+    );
+    assert_eq!(
+        store.adopt_job(&tenant, &j.id, &us, &ap).await.unwrap(),
+        None,
+        "finished"
+    );
+}
+
+/// Regions racing to adopt one job: exactly one wins.
+pub async fn job_adoption_concurrency(store: Arc<dyn MetaStore>) {
+    let tenant = unique_tenant();
+    let home = unique_region();
+    let j = owned_job(&tenant, Some(&home));
     store.put_job(&j).await.unwrap();
-    assert!(
-        claim(Some("us"), "eu").await.unwrap(),
-        "storing the record keeps its owner"
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (store, tenant, id, home) = (
+                Arc::clone(&store),
+                tenant.clone(),
+                j.id.clone(),
+                home.clone(),
+            );
+            tokio::spawn(async move {
+                store
+                    .adopt_job(&tenant, &id, &home, &format!("region-{i}"))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        winners.extend(task.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1, "exactly one concurrent adoption wins");
+    let stored = store.get_job(&tenant, &j.id).await.unwrap().unwrap();
+    assert_eq!(stored, winners[0]);
+}
+
+/// Each node's latest heartbeat is kept per region; a region's state is set and read back.
+pub async fn heartbeats_and_region_state(store: &dyn MetaStore) {
+    let region = unique_region();
+    assert!(store.heartbeats(&region).await.unwrap().is_empty());
+    assert_eq!(store.region_state(&region).await.unwrap(), None);
+    let beat = |node, seq| Heartbeat {
+        region: region.clone(),
+        node,
+        seq,
+        draining: false,
+        at: now_ms(),
+    };
+    for b in [beat(1, 1), beat(2, 1), beat(1, 2)] {
+        store.put_heartbeat(&b).await.unwrap();
+    }
+    let mut beats = store.heartbeats(&region).await.unwrap();
+    beats.sort_by_key(|b| b.node);
+    assert_eq!(
+        beats.iter().map(|b| (b.node, b.seq)).collect::<Vec<_>>(),
+        [(1, 2), (2, 1)]
     );
+    assert!(store.heartbeats(&unique_region()).await.unwrap().is_empty());
+
+    let draining = RegionState {
+        region: region.clone(),
+        draining: true,
+        changed_at: now_ms(),
+    };
+    store.put_region_state(&draining).await.unwrap();
+    assert_eq!(store.region_state(&region).await.unwrap(), Some(draining));
 }
 
 /// A job written under a lease can be rewritten under the same or a later lease, never an earlier
@@ -187,7 +317,7 @@ pub async fn fenced_job_writes(store: &dyn MetaStore) {
     let mut j = job(&tenant);
     j.fencing = 7;
     assert!(
-        !store.put_job_fenced(&j).await.unwrap(),
+        !store.put_job_fenced(&j).await.unwrap().is_stored(),
         "a job that does not exist"
     );
     assert_eq!(store.get_job(&tenant, &j.id).await.unwrap(), None);
@@ -198,21 +328,24 @@ pub async fn fenced_job_writes(store: &dyn MetaStore) {
     running.status = JobStatus::Running;
     running.fencing = 7;
     assert!(
-        store.put_job_fenced(&running).await.unwrap(),
+        store.put_job_fenced(&running).await.unwrap().is_stored(),
         "the first lease"
     );
     assert!(
-        store.put_job_fenced(&running).await.unwrap(),
+        store.put_job_fenced(&running).await.unwrap().is_stored(),
         "the same record again"
     );
     let mut later = running.clone();
     later.fencing = 12;
     later.attempts = 2;
-    assert!(store.put_job_fenced(&later).await.unwrap(), "a later lease");
+    assert!(
+        store.put_job_fenced(&later).await.unwrap().is_stored(),
+        "a later lease"
+    );
     let mut stale = running.clone();
     stale.status = JobStatus::Succeeded;
     assert!(
-        !store.put_job_fenced(&stale).await.unwrap(),
+        !store.put_job_fenced(&stale).await.unwrap().is_stored(),
         "an earlier lease's result"
     );
     assert_eq!(
@@ -222,7 +355,7 @@ pub async fn fenced_job_writes(store: &dyn MetaStore) {
     let mut done = later.clone();
     done.status = JobStatus::Succeeded;
     assert!(
-        store.put_job_fenced(&done).await.unwrap(),
+        store.put_job_fenced(&done).await.unwrap().is_stored(),
         "the holder's result"
     );
     assert_eq!(store.get_job(&tenant, &j.id).await.unwrap(), Some(done));
@@ -243,7 +376,8 @@ pub async fn fenced_job_write_races(store: Arc<dyn MetaStore>) {
                 let mut accepted = 0;
                 for round in 0..10 {
                     record.error = Some(format!("lease {fencing}, write {round}"));
-                    accepted += usize::from(store.put_job_fenced(&record).await.unwrap());
+                    accepted +=
+                        usize::from(store.put_job_fenced(&record).await.unwrap().is_stored());
                 }
                 accepted
             })
@@ -257,29 +391,6 @@ pub async fn fenced_job_write_races(store: Arc<dyn MetaStore>) {
     let stored = store.get_job(&tenant, &j.id).await.unwrap().unwrap();
     assert_eq!(stored.fencing, 9);
     assert_eq!(stored.error.as_deref(), Some("lease 9, write 9"));
-}
-
-/// Regions racing to adopt one job: exactly one wins.
-pub async fn job_claim_concurrency(store: Arc<dyn MetaStore>) {
-    let tenant = unique_tenant();
-    let j = job(&tenant);
-    store.put_job(&j).await.unwrap();
-    let tasks: Vec<_> = (0..20)
-        .map(|i| {
-            let (store, tenant, id) = (Arc::clone(&store), tenant.clone(), j.id.clone());
-            tokio::spawn(async move {
-                store
-                    .claim_job(&tenant, &id, None, &format!("region-{i}"))
-                    .await
-                    .unwrap()
-            })
-        })
-        .collect();
-    let mut winners = 0;
-    for task in tasks {
-        winners += usize::from(task.await.unwrap());
-    }
-    assert_eq!(winners, 1, "exactly one concurrent claim wins");
 }
 
 pub async fn links(store: &dyn MetaStore) {
@@ -442,7 +553,7 @@ pub async fn due_outbox(store: &dyn MetaStore) {
     }
 }
 
-/// A region name no other run uses.
+/// A region name no other run uses, so per-region lists on a shared server hold only ours.
 fn unique_region() -> String {
     format!("suite-{}", ImageId::generate()).to_lowercase()
 }

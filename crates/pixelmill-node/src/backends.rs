@@ -118,7 +118,8 @@ pub fn peer_blob_stores(config: &Config) -> Result<Vec<Peer>, NodeError> {
     Ok(peers)
 }
 
-/// (region, `s3://` URL with this node's options) of every other region that names a bucket.
+/// (region, `s3://` URL with this node's options) of every other region that names a bucket,
+/// nearest first: the order of this region's `clients.fallback`, then by name.
 fn peer_buckets(config: &Config) -> Result<Vec<(String, String)>, NodeError> {
     let (Some(options), Some(name)) = (region_bucket_options(config), config.region.as_deref())
     else {
@@ -126,8 +127,21 @@ fn peer_buckets(config: &Config) -> Result<Vec<(String, String)>, NodeError> {
     };
     let regions =
         Regions::load(&config.regions_dir).map_err(|e| NodeError::Config(e.to_string()))?;
-    let peers = regions.iter().filter(|r| r.name != name);
+    let nearest: Vec<&str> = regions
+        .get(name)
+        .ok()
+        .and_then(|r| r.clients.as_ref())
+        .map(|c| c.fallback.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    let mut peers: Vec<_> = regions.iter().filter(|r| r.name != name).collect();
+    peers.sort_by_key(|r| {
+        nearest
+            .iter()
+            .position(|n| *n == r.name)
+            .unwrap_or(usize::MAX)
+    });
     Ok(peers
+        .into_iter()
         .filter_map(|r| Some((r.name.clone(), with_options(&r.blobs.as_ref()?.s3, options))))
         .collect())
 }
@@ -200,11 +214,11 @@ mod tests {
         let config = in_region(Some("us"));
         assert_eq!(
             region_bucket(&config, "").unwrap(),
-            "s3://pixelmill-us?endpoint=http://127.0.0.1:9102"
+            "s3://pixelmill-us?endpoint=http://10.77.2.20:9000"
         );
         assert_eq!(
             region_bucket(&config, "part_size_mib=16").unwrap(),
-            "s3://pixelmill-us?endpoint=http://127.0.0.1:9102&part_size_mib=16"
+            "s3://pixelmill-us?endpoint=http://10.77.2.20:9000&part_size_mib=16"
         );
         let err = region_bucket(&in_region(None), "").unwrap_err().to_string();
         assert!(err.contains("--region"), "{err}");
@@ -217,20 +231,25 @@ mod tests {
             ..in_region(region)
         };
         let regions = |config: &Config| peer_buckets(config).unwrap();
-        let us = "s3://pixelmill-us?endpoint=http://127.0.0.1:9102";
+        let (eu, us, ap) = (
+            "s3://pixelmill-eu?endpoint=http://10.77.1.20:9000",
+            "s3://pixelmill-us?endpoint=http://10.77.2.20:9000",
+            "s3://pixelmill-ap?endpoint=http://10.77.3.20:9000",
+        );
         assert_eq!(
             regions(&on("s3://", Some("eu"))),
-            [("us".into(), us.into())]
+            [("us".into(), us.into()), ("ap".into(), ap.into())],
+            "nearest first"
         );
         assert_eq!(
             regions(&on("s3://?part_size_mib=16", Some("us"))),
-            [(
-                "eu".into(),
-                "s3://pixelmill-eu?endpoint=http://127.0.0.1:9101&part_size_mib=16".into()
-            )]
+            [
+                ("eu".into(), format!("{eu}&part_size_mib=16")),
+                ("ap".into(), format!("{ap}&part_size_mib=16"))
+            ]
         );
         assert!(regions(&on(
-            "s3://own-bucket?endpoint=http://127.0.0.1:9101",
+            "s3://own-bucket?endpoint=http://10.77.1.20:9000",
             Some("eu")
         ))
         .is_empty());

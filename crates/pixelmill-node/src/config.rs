@@ -1,6 +1,7 @@
 //! Node configuration: one serde struct, every field documented with its default. The binary
 //! fills it from flags and `PIXELMILL_*` environment variables.
 
+use pixelmill_core::Durability;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +46,13 @@ pub struct Config {
     /// Lifetime of download links. Default 90 days.
     #[serde(with = "duration_text")]
     pub link_ttl: Duration,
+    /// How durably an upload is stored before its 201, when the client does not say
+    /// (`Pixelmill-Durability`): `local` (this region; others copy it asynchronously) or
+    /// `regions=2` (a second region holds the original and its record first; needs a node on its
+    /// region's bucket, `blob = "s3://"`). docs/CONSISTENCY.md gives what each loses. Default
+    /// `local`.
+    #[serde(with = "durability_text")]
+    pub upload_durability: Durability,
     /// Largest accepted upload, in bytes. Default 50 MiB.
     pub max_body_bytes: u64,
     /// Largest accepted image, in pixels (width × height, per frame), checked from the header before
@@ -73,6 +81,14 @@ pub struct Config {
     /// How long a webhook keeps being retried. Default 25 h (the contract asks for at least 24 h).
     #[serde(with = "duration_text")]
     pub webhook_retry_window: Duration,
+    /// How long every node of another region may be silent (no heartbeat seen moving, by this
+    /// node's clock) before this region adopts its unfinished jobs. Shorter fails over sooner;
+    /// longer rides out more of a partition without moving work. Default 30 s.
+    #[serde(with = "duration_text")]
+    pub region_grace: Duration,
+    /// How often a node with a region beats (and reads the others' beats). Default 1 s.
+    #[serde(with = "duration_text")]
+    pub heartbeat_interval: Duration,
     /// This node's id in the scheduler's raft group. Default 1.
     pub node_id: u64,
     /// Every node of the region's scheduler raft group, this one included: their ids and raft
@@ -128,6 +144,7 @@ impl Default for Config {
             replicator: true,
             webhook_secret: None,
             link_ttl: Duration::from_secs(90 * 86_400),
+            upload_durability: Durability::Local,
             max_body_bytes: 50 * 1024 * 1024,
             max_pixels: 50_000_000,
             max_frames: 1000,
@@ -139,6 +156,8 @@ impl Default for Config {
             expired_link_grace: Duration::from_secs(7 * 86_400),
             sweep_interval: Duration::from_secs(60),
             webhook_retry_window: Duration::from_secs(25 * 3600),
+            region_grace: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(1),
             node_id: 1,
             peers: Vec::new(),
             raft_listen: None,
@@ -189,6 +208,25 @@ impl Config {
         self.public_url
             .clone()
             .unwrap_or_else(|| format!("http://{bound}"))
+    }
+}
+
+/// `local` or `regions=2` in config files.
+mod durability_text {
+    use pixelmill_core::Durability;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Durability, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match d {
+            Durability::Local => "local",
+            Durability::TwoRegions => "regions=2",
+        })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Durability, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -9,7 +9,8 @@
 //! │   └── worker-0 … worker-N   lease → engine → output, link, outbox → complete
 //! ├── notifier       webhook delivery from the outbox
 //! ├── sweeper        expired links and unreferenced outputs
-//! └── replicator     new blobs to the peer regions' buckets (a node on its region's bucket)
+//! ├── replicator     new blobs to the peer regions' buckets (a node on its region's bucket)
+//! └── failover       heartbeats, the drain switch, adoption of a gone region's jobs (with --region)
 //! ```
 //! Architecture invariant: this crate is the only one that knows which backend implements which
 //! trait; everything below it takes `Arc<dyn MetaStore>` / `Arc<dyn BlobStore>`.
@@ -17,31 +18,33 @@
 mod api_actor;
 mod backends;
 mod config;
+mod failover;
 mod looping;
 mod metrics;
 mod replication;
 mod roles;
-mod runner;
 mod supervisor;
 mod upload;
 mod worker;
 
 pub use backends::migrate_meta;
 pub use config::{Config, RaftPeer};
-pub use runner::{JobExecutor, JobFailure, JobRef, JobRunner};
+pub use pixelmill_jobs::{JobExecutor, JobFailure, JobRef};
 
 use api_actor::{ApiActor, ApiArgs};
 use pixelmill_api::{ApiSettings, AppState, HttpMetrics, RenderSettings, Renderer};
 use pixelmill_engine::{Limits, Registry};
+use pixelmill_jobs::{JobMetrics, JobSettings, Jobs, ENDED_UNFINISHED};
 use pixelmill_notify::{JobEvents, NotifyMetrics, WebhookConfig, WebhookDelivery};
+use pixelmill_regions::Regions;
 use pixelmill_sched::{RaftGroup, SchedConfig, Scheduler};
 use ractor::{Actor, ActorRef};
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use supervisor::{ChildSpec, Supervisor, SupervisorArgs};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -79,7 +82,7 @@ impl Node {
         Self::start_with(config, |runner| runner).await
     }
 
-    /// Starts a node whose workers run jobs through `wrap(real runner)`: the seam for embedding
+    /// Starts a node whose workers run jobs through `wrap(its Jobs)`: the seam for embedding
     /// pixelmill with an instrumented or decorated executor.
     pub async fn start_with(
         config: Config,
@@ -127,19 +130,23 @@ impl Node {
         let node_metrics = metrics::NodeMetrics::register(&prometheus).map_err(metrics_err)?;
         let http_metrics = HttpMetrics::register(&prometheus).map_err(metrics_err)?;
         let notify_metrics = NotifyMetrics::register(&prometheus).map_err(metrics_err)?;
-        let (blob, replicator): (Arc<dyn pixelmill_blob::BlobStore>, _) = match &config.region {
-            Some(region) if !peers.is_empty() => {
-                let regional = replication::RegionalBlobs::new(
-                    region.clone(),
-                    local_blob,
-                    peers,
-                    meta.clone(),
-                    replication::ReplicationMetrics::register(&prometheus).map_err(metrics_err)?,
-                );
-                let replicator = config.replicator.then(|| regional.replicator());
-                (Arc::new(regional), replicator)
-            }
-            _ => (local_blob, None),
+        let regional = match &config.region {
+            Some(region) if !peers.is_empty() => Some(replication::RegionalBlobs::new(
+                region.clone(),
+                local_blob.clone(),
+                peers,
+                meta.clone(),
+                replication::ReplicationMetrics::register(&prometheus).map_err(metrics_err)?,
+            )),
+            _ => None,
+        };
+        let replicator = regional
+            .as_ref()
+            .filter(|_| config.replicator)
+            .map(|r| r.replicator());
+        let blob: Arc<dyn pixelmill_blob::BlobStore> = match &regional {
+            Some(regional) => Arc::new(regional.clone()),
+            None => local_blob,
         };
 
         let registry = Arc::new(Registry::builtin());
@@ -148,21 +155,49 @@ impl Node {
             max_pixels: config.max_pixels,
             max_frames: config.max_frames,
         };
-        let work_available = Arc::new(Notify::new());
-        let outbox_written = Arc::new(Notify::new());
+        let jobs = Arc::new(Jobs::new(
+            meta.clone(),
+            blob.clone(),
+            sched.clone(),
+            registry.clone(),
+            events.clone(),
+            JobSettings {
+                region: config.region.clone(),
+                link_ttl: config.link_ttl,
+                public_url: public_url.clone(),
+                webhook_retry_window: config.webhook_retry_window,
+                queue_bound: config.queue_bound,
+                limits,
+            },
+            JobMetrics::register(&prometheus).map_err(metrics_err)?,
+        ));
+        let draining = Arc::new(AtomicBool::new(false));
+        let failover = match &config.region {
+            Some(region) => Some(failover::Failover::new(
+                jobs.clone(),
+                meta.clone(),
+                region.clone(),
+                config.node_id,
+                other_regions(&config, region)?,
+                config.region_grace,
+                config.heartbeat_interval,
+                draining.clone(),
+                failover::FailoverMetrics::register(&prometheus).map_err(metrics_err)?,
+            )),
+            None => None,
+        };
 
         let state = AppState {
             meta: meta.clone(),
             blob: blob.clone(),
-            sched: sched.clone(),
-            registry: registry.clone(),
-            events: events.clone(),
+            jobs: jobs.clone(),
+            registry,
+            events,
             uploads: Arc::new(upload::UploadHandle),
             settings: ApiSettings {
                 max_body_bytes: config.max_body_bytes,
                 public_url: public_url.clone(),
                 idempotency_ttl: Duration::from_secs(86_400),
-                queue_bound: config.queue_bound,
                 download_redirect: config.download_redirect,
             },
             render: Arc::new(
@@ -171,27 +206,16 @@ impl Node {
             ),
             http_metrics,
             prometheus,
-            work_available: work_available.clone(),
+            draining: draining.clone(),
         };
-        let runner: Arc<dyn JobExecutor> = Arc::new(JobRunner {
-            meta: meta.clone(),
-            blob: blob.clone(),
-            registry,
-            events,
-            limits,
-            link_ttl: config.link_ttl,
-            public_url,
-            webhook_retry_window: config.webhook_retry_window,
-            metrics: node_metrics.clone(),
-            outbox_written: outbox_written.clone(),
-        });
-        let executor = wrap(runner);
+        let executor = wrap(jobs.clone());
         if !returned.is_empty() {
             tracing::info!(
                 jobs = returned.len(),
                 "took back jobs leased before the last stop"
             );
-            runner::settle_reclaimed(&*executor, &sched, &returned, runner::ENDED_UNFINISHED).await;
+            jobs.settle_reclaimed(&*executor, &returned, ENDED_UNFINISHED)
+                .await;
         }
 
         let workers = (0..config.workers)
@@ -201,10 +225,10 @@ impl Node {
                     Arc::new(worker::Worker {
                         id_prefix: format!("{node_prefix}w{slot}/"),
                         incarnation: Default::default(),
-                        sched: sched.clone(),
+                        jobs: jobs.clone(),
                         executor: executor.clone(),
                         lease_ttl: config.lease_ttl,
-                        work_available: work_available.clone(),
+                        draining: draining.clone(),
                         metrics: node_metrics.clone(),
                     }),
                 )
@@ -214,6 +238,8 @@ impl Node {
         let upload_deps = Arc::new(upload::UploadDeps {
             meta: meta.clone(),
             blob: blob.clone(),
+            regional,
+            durability: config.upload_durability,
             limits,
             max_body_bytes: config.max_body_bytes,
             max_uploads: config.max_uploads,
@@ -226,7 +252,7 @@ impl Node {
             ChildSpec::looping(
                 "scheduler",
                 Arc::new(roles::SchedulerTicker {
-                    sched: sched.clone(),
+                    jobs: jobs.clone(),
                     executor: executor.clone(),
                     metrics: node_metrics.clone(),
                     settle_grace: config.lease_ttl,
@@ -243,7 +269,7 @@ impl Node {
                         notify_metrics,
                     )
                     .map_err(|e| NodeError::Io(format!("webhook client: {e}")))?,
-                    outbox_written,
+                    outbox_written: jobs.outbox_written(),
                 }),
             ),
             ChildSpec::looping(
@@ -269,6 +295,9 @@ impl Node {
         ];
         if let Some(replicator) = replicator {
             children.push(ChildSpec::looping("replicator", Arc::new(replicator)));
+        }
+        if let Some(failover) = failover {
+            children.push(ChildSpec::looping("failover", Arc::new(failover)));
         }
         let (root, finished) = Actor::spawn(
             Some(format!("node-{}", config.node_id)),
@@ -355,6 +384,20 @@ async fn open_scheduler(config: &Config) -> Result<Scheduler, NodeError> {
         .map(|p| (p.id, p.addr.clone()))
         .collect();
     Ok(Scheduler::open_group(&dir, sched_config, RaftGroup { listener, peers }).await?)
+}
+
+/// Every region but `region`, from the region files.
+fn other_regions(config: &Config, region: &str) -> Result<Vec<String>, NodeError> {
+    let regions =
+        Regions::load(&config.regions_dir).map_err(|e| NodeError::Config(e.to_string()))?;
+    regions
+        .get(region)
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+    Ok(regions
+        .iter()
+        .filter(|r| r.name != region)
+        .map(|r| r.name.clone())
+        .collect())
 }
 
 fn render_settings(config: &Config, limits: Limits) -> RenderSettings {

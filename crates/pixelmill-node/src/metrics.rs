@@ -7,15 +7,12 @@ use std::time::Duration;
 /// Job, queue and supervision metrics of one node.
 #[derive(Clone)]
 pub struct NodeMetrics {
-    jobs: HistogramVec,
-    ops: HistogramVec,
     queue_depth: IntGaugeVec,
     queue_leased: IntGaugeVec,
     queue_oldest_age: prometheus::GaugeVec,
     dead_letters: IntGauge,
     restarts: IntCounterVec,
     lease_expiries: prometheus::IntCounter,
-    superseded: prometheus::IntCounter,
     raft: RaftGauges,
     placement: prometheus::Histogram,
     queue_wait: HistogramVec,
@@ -81,22 +78,6 @@ const DURATION_BUCKETS: &[f64] = &[
 
 impl NodeMetrics {
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let jobs = HistogramVec::new(
-            HistogramOpts::new(
-                "pixelmill_job_duration_seconds",
-                "Job attempt duration by outcome",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["outcome"],
-        )?;
-        let ops = HistogramVec::new(
-            HistogramOpts::new(
-                "pixelmill_job_op_duration_seconds",
-                "Time spent per pipeline step (decode and encode included)",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["op"],
-        )?;
         let queue_depth = IntGaugeVec::new(
             Opts::new("pixelmill_queue_depth", "Jobs waiting per lane"),
             &["lane"],
@@ -127,8 +108,6 @@ impl NodeMetrics {
             "pixelmill_lease_expiries_total",
             "Leases that expired or were released and put their job back in the queue",
         )?;
-        registry.register(Box::new(jobs.clone()))?;
-        registry.register(Box::new(ops.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(queue_leased.clone()))?;
         registry.register(Box::new(queue_oldest_age.clone()))?;
@@ -150,39 +129,19 @@ impl NodeMetrics {
             .buckets(DURATION_BUCKETS.to_vec()),
             &["lane"],
         )?;
-        let superseded = prometheus::IntCounter::new(
-            "pixelmill_attempts_superseded_total",
-            "Job attempts whose lease a later attempt replaced (a frozen or partitioned worker): their writes were refused by fencing",
-        )?;
-        registry.register(Box::new(superseded.clone()))?;
         registry.register(Box::new(placement.clone()))?;
         registry.register(Box::new(queue_wait.clone()))?;
         Ok(Self {
-            jobs,
-            ops,
             queue_depth,
             queue_leased,
             queue_oldest_age,
             dead_letters,
             restarts,
             lease_expiries,
-            superseded,
             raft: RaftGauges::register(registry)?,
             placement,
             queue_wait,
         })
-    }
-
-    pub fn observe_job(&self, outcome: &str, took: Duration) {
-        self.jobs
-            .with_label_values(&[outcome])
-            .observe(took.as_secs_f64());
-    }
-
-    pub fn observe_op(&self, op: &str, took: Duration) {
-        self.ops
-            .with_label_values(&[op])
-            .observe(took.as_secs_f64());
     }
 
     pub fn record_queue(&self, stats: &QueueStats) {
@@ -206,10 +165,6 @@ impl NodeMetrics {
 
     pub fn leases_returned(&self, n: usize) {
         self.lease_expiries.inc_by(n as u64);
-    }
-
-    pub fn superseded(&self) {
-        self.superseded.inc();
     }
 
     pub fn record_raft(&self, status: &ClusterStatus) {

@@ -119,6 +119,22 @@ impl Shared {
         Ok(())
     }
 
+    /// Streams `key` from this region to `peer`: the bytes copied, or `None` when the peer has
+    /// it already (content addresses: the same key is the same bytes).
+    async fn copy(&self, key: &BlobKey, peer: &Peer) -> BlobResult<Option<u64>> {
+        if peer.store.head(key).await?.is_some() {
+            return Ok(None);
+        }
+        let mut read = self.local.read(key, None).await?;
+        let mut writer = peer.store.writer().await?;
+        while let Some(chunk) = read.body.try_next().await? {
+            writer.write(&chunk).await?;
+        }
+        let len = writer.len();
+        writer.commit(key).await?;
+        Ok(Some(len))
+    }
+
     /// The peers to ask for `key`: those recorded as holding it first, then the rest (a record
     /// written moments ago in another datacenter may not be visible here yet).
     async fn peers_for(&self, key: &BlobKey) -> Vec<&Peer> {
@@ -201,6 +217,28 @@ impl RegionalBlobs {
                 metrics,
             }),
         }
+    }
+
+    /// Copies a blob just written here to one other region now, nearest first (the order of
+    /// the peers), and records the copy: the region that holds it. The replicator still copies
+    /// it to the others (and finds it present in that one).
+    pub async fn second_copy(&self, key: &BlobKey) -> BlobResult<String> {
+        let shared = &self.shared;
+        let mut last = BlobError::Unavailable("this region has no peer region".into());
+        for peer in &shared.peers {
+            match shared.copy(key, peer).await {
+                Ok(_) => {
+                    let recorded = shared.meta.put_blob_replica(key, &peer.region).await;
+                    recorded.map_err(|e| meta_error("recording the second copy", e))?;
+                    return Ok(peer.region.clone());
+                }
+                Err(err) => {
+                    tracing::warn!(%err, blob = %key, region = %peer.region, "no second copy there; trying the next region");
+                    last = err;
+                }
+            }
+        }
+        Err(last)
     }
 
     /// The role that copies what this region writes to its peers.
@@ -410,7 +448,7 @@ impl Replicator {
                 .with_label_values(&[peer.region.as_str(), outcome])
                 .inc()
         };
-        match self.copy(key, peer).await {
+        match shared.copy(key, peer).await {
             Ok(Some(bytes)) => {
                 count("copied");
                 let copied = shared
@@ -436,22 +474,6 @@ impl Replicator {
         recorded.map_err(|e| e.to_string())?;
         let deleted = shared.meta.delete_replication(task).await;
         deleted.map(|()| true).map_err(|e| e.to_string())
-    }
-
-    /// Streams `key` from this region to `peer`: the bytes copied, or `None` when the peer has
-    /// it already (content addresses: the same key is the same bytes).
-    async fn copy(&self, key: &BlobKey, peer: &Peer) -> BlobResult<Option<u64>> {
-        if peer.store.head(key).await?.is_some() {
-            return Ok(None);
-        }
-        let mut read = self.shared.local.read(key, None).await?;
-        let mut writer = peer.store.writer().await?;
-        while let Some(chunk) = read.body.try_next().await? {
-            writer.write(&chunk).await?;
-        }
-        let len = writer.len();
-        writer.commit(key).await?;
-        Ok(Some(len))
     }
 
     /// One batch of `peer`'s queue: whether it was full and all of it copied (more may wait).

@@ -2,13 +2,12 @@
 
 use crate::looping::{LoopTask, Pace};
 use crate::metrics::NodeMetrics;
-use crate::runner::{settle_reclaimed, JobExecutor, ENDED_UNFINISHED};
 use async_trait::async_trait;
 use pixelmill_blob::BlobStore;
 use pixelmill_core::{now_ms, BlobKey};
+use pixelmill_jobs::{JobExecutor, Jobs, ENDED_UNFINISHED};
 use pixelmill_meta::MetaStore;
 use pixelmill_notify::WebhookDelivery;
-use pixelmill_sched::Scheduler;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -18,7 +17,7 @@ const DIED_UNRECORDED: &str =
 
 /// Returns expired leases to the queue (on the raft leader) and publishes queue and raft gauges.
 pub struct SchedulerTicker {
-    pub sched: Scheduler,
+    pub jobs: Arc<Jobs>,
     pub executor: Arc<dyn JobExecutor>,
     pub metrics: NodeMetrics,
     /// How long the node that dead-lettered a job has to record it before the leader does: a
@@ -29,11 +28,8 @@ pub struct SchedulerTicker {
 #[async_trait]
 impl LoopTask for SchedulerTicker {
     async fn turn(&self) -> Result<Pace, String> {
-        let expired = self
-            .sched
-            .expire_leases()
-            .await
-            .map_err(|e| e.to_string())?;
+        let sched = self.jobs.scheduler();
+        let expired = sched.expire_leases().await.map_err(|e| e.to_string())?;
         if !expired.is_empty() {
             tracing::info!(
                 jobs = expired.len(),
@@ -41,17 +37,22 @@ impl LoopTask for SchedulerTicker {
             );
         }
         self.metrics.leases_returned(expired.len());
-        settle_reclaimed(&*self.executor, &self.sched, &expired, ENDED_UNFINISHED).await;
-        let unrecorded = self.sched.unsettled_dead_letters(self.settle_grace);
+        let executor = &*self.executor;
+        self.jobs
+            .settle_reclaimed(executor, &expired, ENDED_UNFINISHED)
+            .await;
+        let unrecorded = sched.unsettled_dead_letters(self.settle_grace);
         if !unrecorded.is_empty() {
             tracing::info!(
                 jobs = unrecorded.len(),
                 "recording dead letters whose node did not"
             );
-            settle_reclaimed(&*self.executor, &self.sched, &unrecorded, DIED_UNRECORDED).await;
+            self.jobs
+                .settle_reclaimed(executor, &unrecorded, DIED_UNRECORDED)
+                .await;
         }
-        self.metrics.record_queue(&self.sched.stats());
-        self.metrics.record_raft(&self.sched.cluster_status());
+        self.metrics.record_queue(&sched.stats());
+        self.metrics.record_raft(&sched.cluster_status());
         Ok(Pace::Idle)
     }
 

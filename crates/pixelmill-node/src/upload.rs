@@ -10,11 +10,12 @@
 //! end. The decode then reads the body from the page cache rather than from the heap, so what an
 //! upload costs the process is its pixels, bounded by the limits, not its size in bytes.
 
+use crate::replication::RegionalBlobs;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pixelmill_api::{ApiError, ApiResult, UploadSession, Uploads};
 use pixelmill_blob::{BlobStore, BlobWriter};
-use pixelmill_core::{now_ms, BlobKey, ImageId, ImageRecord, TenantId};
+use pixelmill_core::{now_ms, BlobKey, Durability, ImageId, ImageRecord, TenantId};
 use pixelmill_engine::Limits;
 use pixelmill_meta::MetaStore;
 use ractor::rpc::CallResult;
@@ -35,6 +36,10 @@ pub const ROLE_NAME: &str = "upload";
 pub struct UploadDeps {
     pub meta: Arc<dyn MetaStore>,
     pub blob: Arc<dyn BlobStore>,
+    /// The region's blobs with their peers, when it has any: where a second copy comes from.
+    pub regional: Option<RegionalBlobs>,
+    /// How durably an upload is stored when the client does not say.
+    pub durability: Durability,
     pub limits: Limits,
     pub max_body_bytes: u64,
     pub max_uploads: usize,
@@ -179,7 +184,7 @@ pub struct Ingest;
 
 pub enum IngestMsg {
     Chunk(Bytes, RpcReplyPort<ApiResult<()>>),
-    Finish(RpcReplyPort<ApiResult<ImageRecord>>),
+    Finish(Option<Durability>, RpcReplyPort<ApiResult<ImageRecord>>),
 }
 
 pub struct IngestArgs {
@@ -237,8 +242,8 @@ impl Actor for Ingest {
                 }
                 let _ = reply.send(taken);
             }
-            IngestMsg::Finish(reply) => {
-                let _ = reply.send(state.finish().await);
+            IngestMsg::Finish(durability, reply) => {
+                let _ = reply.send(state.finish(durability).await);
                 myself.stop(None);
             }
         }
@@ -282,7 +287,14 @@ impl IngestState {
         Ok(())
     }
 
-    async fn finish(&mut self) -> ApiResult<ImageRecord> {
+    async fn finish(&mut self, durability: Option<Durability>) -> ApiResult<ImageRecord> {
+        let durability = durability.unwrap_or(self.deps.durability);
+        if durability == Durability::TwoRegions && self.deps.regional.is_none() {
+            return Err(ApiError::bad_request(
+                "durability regions=2 needs a node on its region's bucket with other regions to \
+                 copy to (--region and --blob s3://); upload with Pixelmill-Durability: local",
+            ));
+        }
         if self.len == 0 {
             return Err(ApiError::bad_request(
                 "the body is empty; send the image bytes as the body or as the multipart field `file`",
@@ -309,6 +321,19 @@ impl IngestState {
             .take()
             .ok_or_else(|| ApiError::internal("the upload already ended"))?;
         writer.commit(&blob_key).await?;
+        if let (Durability::TwoRegions, Some(regional)) = (durability, &self.deps.regional) {
+            let region = regional.second_copy(&blob_key).await.map_err(|e| {
+                ApiError::overloaded(
+                    format!(
+                        "the upload is stored in this region, but no second region took a copy \
+                         ({e}), so it is not acknowledged; retry, or upload with \
+                         Pixelmill-Durability: local"
+                    ),
+                    2,
+                )
+            })?;
+            tracing::debug!(blob = %blob_key, %region, "second copy stored");
+        }
         let record = ImageRecord {
             tenant: self.tenant.clone(),
             id: ImageId::generate(),
@@ -322,7 +347,7 @@ impl IngestState {
             created_at: now_ms(),
             blurhash: Some(info.blurhash),
         };
-        self.deps.meta.put_image(&record).await?;
+        self.deps.meta.put_image(&record, durability).await?;
         Ok(record)
     }
 }
@@ -370,8 +395,12 @@ impl UploadSession for IngestSession {
         )?
     }
 
-    async fn finish(self: Box<Self>) -> ApiResult<ImageRecord> {
-        answer(self.ingest.call(IngestMsg::Finish, None).await)?
+    async fn finish(self: Box<Self>, durability: Option<Durability>) -> ApiResult<ImageRecord> {
+        let finished = self
+            .ingest
+            .call(|reply| IngestMsg::Finish(durability, reply), None)
+            .await;
+        answer(finished)?
     }
 }
 

@@ -1,25 +1,26 @@
-//! A worker leases one job at a time from the scheduler, keeps the lease alive while the engine
-//! runs, and reports the outcome. Its leases carry its id, `n<node>/w<slot>/<incarnation>`, so a
-//! restarted worker first hands back whatever its crashed predecessor held.
+//! A worker leases one job at a time from the scheduler, keeps the lease alive while the job
+//! runs, and hands the outcome to the job's lifecycle (`Jobs::conclude`). Its leases carry its
+//! id, `n<node>/w<slot>/<incarnation>`, so a restarted worker first hands back whatever its
+//! crashed predecessor held. A worker of a draining region leases nothing: its queued jobs move
+//! to the other regions.
 
 use crate::looping::{LoopTask, Pace};
 use crate::metrics::NodeMetrics;
-use crate::runner::{confirm_dead_letters, settle_reclaimed, JobExecutor, ENDED_UNFINISHED};
 use async_trait::async_trait;
-use pixelmill_sched::{FailOutcome, Scheduler, WorkerId};
-use std::sync::atomic::{AtomicU64, Ordering};
+use pixelmill_jobs::{FailureKind, JobExecutor, Jobs, ENDED_UNFINISHED};
+use pixelmill_sched::WorkerId;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 pub struct Worker {
     pub id_prefix: String,
     pub incarnation: AtomicU64,
-    pub sched: Scheduler,
+    pub jobs: Arc<Jobs>,
     pub executor: Arc<dyn JobExecutor>,
     pub lease_ttl: Duration,
-    pub work_available: Arc<Notify>,
+    pub draining: Arc<AtomicBool>,
     pub metrics: NodeMetrics,
 }
 
@@ -35,18 +36,24 @@ impl Drop for AbortOnDrop {
 #[async_trait]
 impl LoopTask for Worker {
     async fn on_start(&self) -> Result<(), String> {
-        let returned = self
-            .sched
+        let sched = self.jobs.scheduler();
+        let returned = sched
             .release_worker(&self.id_prefix)
             .await
             .map_err(|e| e.to_string())?;
         self.metrics.leases_returned(returned.len());
-        settle_reclaimed(&*self.executor, &self.sched, &returned, ENDED_UNFINISHED).await;
+        self.jobs
+            .settle_reclaimed(&*self.executor, &returned, ENDED_UNFINISHED)
+            .await;
         self.incarnation.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
     async fn turn(&self) -> Result<Pace, String> {
+        if self.draining.load(Ordering::SeqCst) {
+            return Ok(Pace::Idle);
+        }
+        let sched = self.jobs.scheduler();
         let worker = WorkerId(format!(
             "{}{}",
             self.id_prefix,
@@ -54,8 +61,7 @@ impl LoopTask for Worker {
         ));
         let lease_ms = self.lease_ttl.as_millis() as u64;
         let asked = std::time::Instant::now();
-        let mut leases = self
-            .sched
+        let mut leases = sched
             .lease(&worker, 1, lease_ms)
             .await
             .map_err(|e| e.to_string())?;
@@ -65,7 +71,7 @@ impl LoopTask for Worker {
         self.metrics.placed(&lease, asked.elapsed());
 
         let heartbeat = {
-            let (sched, job, fencing) = (self.sched.clone(), lease.job.clone(), lease.fencing);
+            let (sched, job, fencing) = (sched.clone(), lease.job.clone(), lease.fencing);
             let every = self.lease_ttl / 3;
             AbortOnDrop(tokio::spawn(async move {
                 loop {
@@ -79,54 +85,24 @@ impl LoopTask for Worker {
         };
         let result = self.executor.execute(&lease).await;
         drop(heartbeat);
-
-        match result {
-            Ok(()) => {
-                if !self
-                    .sched
-                    .complete(&lease.job, lease.fencing)
-                    .await
-                    .map_err(|e| e.to_string())?
-                {
-                    tracing::warn!(job = %lease.job, "completion refused: the lease had expired and the job was re-leased");
-                }
-            }
-            Err(failure) => {
-                tracing::info!(job = %lease.job, attempt = lease.attempt, error = %failure.error, "job attempt failed");
-                let outcome = self
-                    .sched
-                    .fail(
-                        &lease.job,
-                        lease.fencing,
-                        failure.retryable,
-                        failure.error.clone(),
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let dead = match outcome {
-                    FailOutcome::DeadLettered => true,
-                    FailOutcome::Retrying { .. } => false,
-                    // Another worker holds the job now; its outcome is the one that counts.
-                    FailOutcome::LeaseLost => return Ok(Pace::Busy),
-                };
-                let recorded = self
-                    .executor
-                    .record_failure(&(&lease).into(), &failure, dead)
-                    .await;
-                if dead && recorded {
-                    confirm_dead_letters(&self.sched, vec![(lease.job.clone(), lease.fencing)])
-                        .await;
-                }
-            }
-        }
-        Ok(Pace::Busy)
+        // An outage (a store down, the region cut off) would fail every job alike: wait a
+        // while rather than lease the next one at once.
+        let pace = match &result {
+            Err(failure) if failure.kind == FailureKind::Defer => Pace::Idle,
+            _ => Pace::Busy,
+        };
+        self.jobs
+            .conclude(&*self.executor, &lease, result)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(pace)
     }
 
     fn idle_wait(&self) -> Duration {
         Duration::from_millis(250)
     }
 
-    fn wake(&self) -> Option<Arc<Notify>> {
-        Some(self.work_available.clone())
+    fn wake(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.jobs.work_available())
     }
 }

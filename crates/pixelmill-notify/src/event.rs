@@ -128,6 +128,9 @@ mod tests {
             expires_at: None,
             error: None,
             fencing: 1,
+            home: None,
+            owner: None,
+            epoch: 0,
         }
     }
 

@@ -7,17 +7,16 @@
 //! the store until a receiver answers 2xx, a crash loses no notification (at-least-once delivery;
 //! receivers deduplicate on `Pixelmill-Event-Id`).
 
-mod backoff;
 mod event;
 mod events;
 mod metrics;
 mod signature;
 mod webhook;
 
-pub use backoff::BackoffConfig;
 pub use event::{outbox_event, DEFAULT_RETRY_WINDOW, JOB_FAILED, JOB_SUCCEEDED};
 pub use events::{JobEvent, JobEvents, DEFAULT_CAPACITY};
 pub use metrics::NotifyMetrics;
+pub use pixelmill_core::BackoffConfig;
 pub use signature::{sign, verify};
 pub use webhook::{
     validate_webhook_url, DeliveryReport, NotifyError, WebhookConfig, WebhookDelivery,

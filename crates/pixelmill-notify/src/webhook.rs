@@ -1,11 +1,11 @@
 //! Delivers due outbox events as signed webhooks: 2xx deletes the row, anything else reschedules it
 //! with backoff until its retry window closes.
 
-use crate::backoff::BackoffConfig;
 use crate::event::{readiness, Readiness};
 use crate::metrics::{NotifyMetrics, Outcome};
 use crate::signature::sign;
 use futures::stream::{self, StreamExt};
+use pixelmill_core::BackoffConfig;
 use pixelmill_core::{OutboxEvent, UnixMillis};
 use pixelmill_meta::MetaStore;
 use reqwest::header::CONTENT_TYPE;

@@ -130,6 +130,9 @@ impl Harness {
             expires_at: Some(NOW + 3_600_000),
             error: None,
             fencing: 1,
+            home: None,
+            owner: None,
+            epoch: 0,
         };
         let link = "https://px.example.com/v1/links/tok";
         let event = outbox_event(&job, Some(link), NOW, window).unwrap();

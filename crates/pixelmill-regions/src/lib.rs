@@ -2,7 +2,10 @@
 //! region. regions/README.md describes the format.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
 
 use serde::Deserialize;
 
@@ -16,6 +19,10 @@ pub struct Region {
     pub metadata: Metadata,
     /// Where the region keeps its blobs, if it names a place.
     pub blobs: Option<Blobs>,
+    /// The region's API nodes, if it lists them (geo-DNS answers with them).
+    pub api: Option<Api>,
+    /// Which clients the region serves first, and where they go when it cannot.
+    pub clients: Option<Clients>,
 }
 
 /// How a region keeps its metadata.
@@ -37,12 +44,33 @@ pub struct Blobs {
     pub s3: String,
 }
 
+/// A region's API nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// Each node's API address, `IP:PORT`: what geo-DNS health-checks (`/readyz`) and answers.
+    pub nodes: Vec<SocketAddr>,
+}
+
+/// The clients a region serves first.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clients {
+    /// Networks whose clients this region serves while it is healthy.
+    pub prefixes: Vec<IpNet>,
+    /// Other regions, nearest first, that serve those clients while this one cannot.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RegionFile {
     datacenter: String,
     metadata: Metadata,
     blobs: Option<Blobs>,
+    api: Option<Api>,
+    clients: Option<Clients>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,14 +129,24 @@ impl Regions {
         }
         let mut seen = BTreeMap::new();
         for region in regions.values() {
+            let invalid = |message| RegionError::Invalid {
+                path: dir.join(format!("{}.toml", region.name)),
+                message,
+            };
             if let Some(other) = seen.insert(&region.datacenter, &region.name) {
-                return Err(RegionError::Invalid {
-                    path: dir.join(format!("{}.toml", region.name)),
-                    message: format!(
-                        "datacenter {:?} is region {other:?}'s too; each region has its own",
-                        region.datacenter
-                    ),
-                });
+                return Err(invalid(format!(
+                    "datacenter {:?} is region {other:?}'s too; each region has its own",
+                    region.datacenter
+                )));
+            }
+            let fallback = region.clients.iter().flat_map(|c| &c.fallback);
+            for name in fallback {
+                if name == &region.name || !regions.contains_key(name) {
+                    return Err(invalid(format!(
+                        "clients.fallback names {name:?}, which is not another region here; \
+                         list other regions' file names, nearest first"
+                    )));
+                }
             }
         }
         Ok(Self {
@@ -133,6 +171,20 @@ impl Regions {
     /// Every region, in name order.
     pub fn iter(&self) -> impl Iterator<Item = &Region> {
         self.regions.values()
+    }
+
+    /// The region whose client prefixes hold `client` most specifically (longest prefix).
+    pub fn home_of(&self, client: IpAddr) -> Option<&Region> {
+        self.regions
+            .values()
+            .flat_map(|r| {
+                let prefixes = r.clients.iter().flat_map(|c| &c.prefixes);
+                prefixes
+                    .filter(|p| p.contains(&client))
+                    .map(move |p| (p.prefix_len(), r))
+            })
+            .max_by_key(|(len, _)| *len)
+            .map(|(_, region)| region)
     }
 
     /// The metadata keyspace's replication: each region's datacenter with its replicas.
@@ -163,11 +215,16 @@ fn parse(name: &str, text: &str) -> Result<Region, String> {
             ));
         }
     }
+    if file.api.as_ref().is_some_and(|api| api.nodes.is_empty()) {
+        return Err("api.nodes lists no node; add the region's API addresses, IP:PORT".into());
+    }
     Ok(Region {
         name: name.to_owned(),
         datacenter: file.datacenter,
         metadata: file.metadata,
         blobs: file.blobs,
+        api: file.api,
+        clients: file.clients,
     })
 }
 
@@ -175,23 +232,58 @@ fn parse(name: &str, text: &str) -> Result<Region, String> {
 mod tests {
     use super::*;
 
-    /// The repository's own regions/ (the loopback cluster's two datacenters).
+    /// The repository's own regions/: the one-machine layout of cluster/net/layout, where region
+    /// I (in the layout's order) has its datacenter dcI and its servers on 10.77.I.0/24.
     #[test]
-    fn the_shipped_region_files_describe_the_loopback_cluster() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../regions");
-        let regions = Regions::load(&dir).unwrap();
+    fn the_shipped_region_files_follow_the_one_machine_layout() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let regions = Regions::load(&root.join("regions")).unwrap();
+        let layout = std::fs::read_to_string(root.join("cluster/net/layout")).unwrap();
+        let order = layout
+            .lines()
+            .find_map(|l| l.strip_prefix("PM_REGIONS=("))
+            .and_then(|l| l.strip_suffix(')'))
+            .expect("PM_REGIONS=(…) in cluster/net/layout");
+        let names: Vec<&str> = order.split_whitespace().collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        let files: Vec<&str> = regions.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
-            regions.replication(),
-            BTreeMap::from([("dc1".into(), 1), ("dc2".into(), 1)])
+            files, sorted,
+            "regions/ and cluster/net/layout list other regions"
         );
-        assert_eq!(regions.get("us").unwrap().metadata.cql, ["127.0.0.2:9042"]);
-        let eu_blobs = regions.get("eu").unwrap().blobs.as_ref().unwrap();
-        assert_eq!(
-            eu_blobs.s3,
-            "s3://pixelmill-eu?endpoint=http://127.0.0.1:9101"
-        );
+        for (i, name) in names.iter().enumerate() {
+            let i = i + 1;
+            let region = regions.get(name).unwrap();
+            assert_eq!(region.datacenter, format!("dc{i}"));
+            assert_eq!(region.metadata.cql, [format!("10.77.{i}.10:9042")]);
+            let s3 = &region.blobs.as_ref().unwrap().s3;
+            assert_eq!(
+                *s3,
+                format!("s3://pixelmill-{name}?endpoint=http://10.77.{i}.20:9000")
+            );
+            let nodes: Vec<String> = region
+                .api
+                .as_ref()
+                .unwrap()
+                .nodes
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            assert_eq!(
+                nodes,
+                (1..=3)
+                    .map(|k| format!("10.77.{i}.{k}:8080"))
+                    .collect::<Vec<_>>()
+            );
+            let client: IpAddr = format!("10.77.{}.1", 100 + i).parse().unwrap();
+            assert_eq!(
+                regions.home_of(client).map(|r| r.name.as_str()),
+                Some(*name)
+            );
+        }
         let unknown = regions.get("mars").unwrap_err().to_string();
-        assert!(unknown.contains("known regions: eu, us"), "{unknown}");
+        assert!(unknown.contains("known regions: ap, eu, us"), "{unknown}");
     }
 
     #[test]
@@ -217,6 +309,18 @@ mod tests {
             (
                 "datacenter = \"dc1\"\n[metadata]\ncql = [\"h\"]\nreplicas = 1\n[blobs]\ns3 = \"bucket\"",
                 "not an s3://BUCKET URL",
+            ),
+            (
+                "datacenter = \"dc1\"\n[metadata]\ncql = [\"h\"]\nreplicas = 1\n[api]\nnodes = []",
+                "lists no node",
+            ),
+            (
+                "datacenter = \"dc1\"\n[metadata]\ncql = [\"h\"]\nreplicas = 1\n[api]\nnodes = [\"api.example:80\"]",
+                "invalid socket address",
+            ),
+            (
+                "datacenter = \"dc1\"\n[metadata]\ncql = [\"h\"]\nreplicas = 1\n[clients]\nprefixes = [\"10.0.0.0/8\"]\nfallback = [\"mars\"]",
+                "not another region",
             ),
         ] {
             let dir = tempfile::tempdir().unwrap();

@@ -65,6 +65,7 @@ fn ticket(n: usize, cost: u64) -> JobTicket {
         job: JobId::from_string(format!("job_{n:07}")),
         tenant: TenantId::new(format!("t{}", n % 4)),
         cost,
+        epoch: 0,
     }
 }
 

@@ -312,6 +312,27 @@ impl Scheduler {
         }
     }
 
+    /// Puts a leased job back in its lane for `wait` without counting the attempt: it could not
+    /// run for a reason outside the job (its region is cut off, a store is unavailable), so
+    /// however long that lasts the job waits rather than fails. `false` when `fencing` is stale.
+    pub async fn defer(
+        &self,
+        job: &JobId,
+        fencing: u64,
+        wait: Duration,
+    ) -> Result<bool, SchedError> {
+        let cmd = Command::Defer {
+            job: job.clone(),
+            fencing,
+            wait_ms: wait.as_millis() as u64,
+            now_ms: now_ms(),
+        };
+        match self.write(cmd).await? {
+            Response::Deferred(done) => Ok(done),
+            other => Err(unexpected("defer", &other)),
+        }
+    }
+
     /// Ends an attempt: dead letter when `retryable` is false or attempts are exhausted, else back in its
     /// lane after exponential backoff. `LeaseLost` when `fencing` is stale: the job is someone else's now.
     pub async fn fail(
@@ -406,6 +427,12 @@ impl Scheduler {
             Response::Reclaimed(reclaimed) => Ok(reclaimed),
             other => Err(unexpected(op, &other)),
         }
+    }
+
+    /// Whether this node's applied queue has the job (queued, leased, or a dead letter not yet
+    /// recorded), read locally: what a job must not be queued again beside.
+    pub fn knows(&self, job: &JobId) -> bool {
+        raft::read(&self.inner.applied).queue.knows(job)
     }
 
     /// The applied queue's gauges, read locally without a raft round trip.

@@ -9,6 +9,10 @@ pub struct JobTicket {
     pub job: JobId,
     pub tenant: TenantId,
     pub cost: u64,
+    /// The job's ownership epoch (how many times another region adopted it): the high bits of
+    /// its leases' fencing tokens (`pixelmill_core::fencing_token`).
+    #[serde(default)]
+    pub epoch: u32,
 }
 
 /// A worker identity such as `"n1/w3"`: node first, so a node can release all its workers by prefix.
@@ -16,8 +20,9 @@ pub struct JobTicket {
 #[serde(transparent)]
 pub struct WorkerId(pub String);
 
-/// A job handed to a worker until `deadline_ms`. `fencing` is the raft log index of the lease entry:
-/// every later call about this job must present it, so a worker whose lease was taken away is ignored.
+/// A job handed to a worker until `deadline_ms`. `fencing` is the job's epoch and the raft log
+/// index of the lease entry (`pixelmill_core::fencing_token`): every later call about this job
+/// must present it, so a worker whose lease was taken away is ignored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     pub job: JobId,

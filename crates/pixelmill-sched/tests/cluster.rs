@@ -48,6 +48,7 @@ fn ticket(n: usize) -> JobTicket {
         job: JobId::from_string(format!("job_{n:05}")),
         tenant: TenantId::new(format!("t{}", n % 3)),
         cost: 1,
+        epoch: 0,
     }
 }
 

@@ -19,6 +19,7 @@ fn ticket(n: usize, tenant: &str, cost: u64) -> JobTicket {
         job: JobId::from_string(format!("job_{n:04}")),
         tenant: TenantId::new(tenant),
         cost,
+        epoch: 0,
     }
 }
 

@@ -12,4 +12,6 @@ pub use client::Client;
 pub use hooks::{Delivery, Hooks};
 pub use images::{jpeg, png_rgba, sized_png};
 pub use server::Server;
-pub use servers::{cluster, cluster_with, minio_available};
+pub use servers::{
+    cluster, cluster_with, cql, minio_available, regions, regions_dir, s3_endpoint, test_region,
+};

@@ -9,7 +9,7 @@ pub fn minio_available() -> bool {
     }
     assert!(
         std::env::var_os("PIXELMILL_REQUIRE_S3").is_none(),
-        "PIXELMILL_TEST_S3 is not set: start MinIO with `cluster/minio/minio start 2` and export \
+        "PIXELMILL_TEST_S3 is not set: start MinIO with `cluster/minio/minio start 3` and export \
          PIXELMILL_TEST_S3=1, or run scripts/test-all"
     );
     eprintln!("skipped: no MinIO (run scripts/test-all, which starts one)");
@@ -34,4 +34,44 @@ pub fn cluster_with(server: &str, args: &[&str], env: &[(&str, &str)]) {
         .status()
         .unwrap_or_else(|e| panic!("running {script}: {e}"));
     assert!(status.success(), "{script} {args:?} failed");
+}
+
+/// The repository's region files (regions/), which say where cluster/'s servers listen.
+pub fn regions() -> pixelmill_regions::Regions {
+    let dir = regions_dir();
+    pixelmill_regions::Regions::load(&dir).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The repository's regions/ directory.
+pub fn regions_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../regions")
+}
+
+/// The region of the test cluster's node `k` (datacenter `dc<k>`, MinIO server `k`).
+pub fn test_region(k: u8) -> pixelmill_regions::Region {
+    let dc = format!("dc{k}");
+    regions()
+        .iter()
+        .find(|r| r.datacenter == dc)
+        .unwrap_or_else(|| panic!("no region file in regions/ has datacenter {dc}"))
+        .clone()
+}
+
+/// Cassandra node `k`'s CQL address (datacenter `dc<k>`), as regions/ gives it.
+pub fn cql(k: u8) -> String {
+    test_region(k).metadata.cql[0].clone()
+}
+
+/// MinIO server `k`'s S3 endpoint (`http://host:port`), from its region's bucket URL.
+pub fn s3_endpoint(k: u8) -> String {
+    let region = test_region(k);
+    let url = &region
+        .blobs
+        .as_ref()
+        .expect("a test region names a bucket")
+        .s3;
+    let (_, endpoint) = url
+        .split_once("endpoint=")
+        .unwrap_or_else(|| panic!("{url} names no endpoint"));
+    endpoint.split('&').next().unwrap().to_owned()
 }

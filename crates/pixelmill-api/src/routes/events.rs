@@ -5,11 +5,18 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use pixelmill_core::{JobRecord, JobStatus};
 use std::convert::Infallible;
+use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
+
+/// How often a stream reads its job again for changes made on other nodes.
+const RECHECK: Duration = Duration::from_secs(1);
 use tokio_stream::wrappers::ReceiverStream;
 
 /// `GET /v1/jobs/{id}/events`: one `status` event per status change, ending after a final one. The
 /// first event is the job as it is now, so a client that connects late still sees the outcome.
+/// The stream follows the job record, so any node of any region follows any job: a change made
+/// on this node is sent at once, one made elsewhere (another node, the region that adopted the
+/// job) within `RECHECK`.
 pub async fn stream(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -30,6 +37,8 @@ async fn follow(
     tx: mpsc::Sender<Result<Event, Infallible>>,
 ) {
     let mut sent: Option<JobStatus> = None;
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if sent != Some(job.status) {
             let event = Event::default()
@@ -47,6 +56,7 @@ async fn follow(
         }
         let changed = tokio::select! {
             _ = tx.closed() => return,
+            _ = recheck.tick() => true,
             change = changes.recv() => match change {
                 Ok(ev) => ev.job_id == job.id,
                 // Missed some events: re-read the job, it holds the latest status.
@@ -58,9 +68,9 @@ async fn follow(
             match state.meta.get_job(&job.tenant, &job.id).await {
                 Ok(Some(latest)) => job = latest,
                 Ok(None) => return,
+                // The store may be back by the next check; the client is still connected.
                 Err(err) => {
                     tracing::warn!(job = %job.id, %err, "event stream could not re-read the job");
-                    return;
                 }
             }
         }

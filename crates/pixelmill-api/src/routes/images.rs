@@ -2,19 +2,22 @@ use crate::tenant::Tenant;
 use crate::{upload, views, ApiError, ApiResult, AppState};
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
-use pixelmill_core::{ImageId, ImageRecord, TenantId};
+use pixelmill_core::{Durability, ImageId, ImageRecord, TenantId};
 use pixelmill_engine::Pipeline;
 
 /// `POST /v1/images`: the raw image as the body, or `multipart/form-data` with one field `file`.
+/// `Pixelmill-Durability: regions=2` answers only once a second region holds the upload
+/// (`local`: once this region does; the default is the node's).
 pub async fn upload(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     request: Request,
 ) -> ApiResult<Response> {
+    let durability = durability(request.headers())?;
     if let Some(len) = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -37,18 +40,30 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     let record = if is_multipart {
-        upload_multipart(&state, tenant, request).await?
+        upload_multipart(&state, tenant, request, durability).await?
     } else {
         let body = request.into_body().into_data_stream();
-        upload::ingest(&state, tenant, body).await?
+        upload::ingest(&state, tenant, body, durability).await?
     };
     Ok((StatusCode::CREATED, Json(views::image(&record))).into_response())
+}
+
+/// The `Pixelmill-Durability` header, if the client sent one.
+fn durability(headers: &HeaderMap) -> ApiResult<Option<Durability>> {
+    let Some(value) = headers.get("pixelmill-durability") else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default();
+    text.parse()
+        .map(Some)
+        .map_err(|e: String| ApiError::bad_request(format!("Pixelmill-Durability: {e}")))
 }
 
 async fn upload_multipart(
     state: &AppState,
     tenant: TenantId,
     request: Request,
+    durability: Option<Durability>,
 ) -> ApiResult<ImageRecord> {
     let mut multipart = Multipart::from_request(request, &())
         .await
@@ -59,7 +74,7 @@ async fn upload_multipart(
         .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?
     {
         if field.name() == Some("file") {
-            return upload::ingest(state, tenant, field.boxed()).await;
+            return upload::ingest(state, tenant, field.boxed(), durability).await;
         }
     }
     Err(ApiError::bad_request(

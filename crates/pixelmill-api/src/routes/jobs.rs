@@ -6,12 +6,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use pixelmill_core::{
-    now_ms, sha256_hex, IdempotencyRecord, ImageRecord, JobId, JobRecord, JobSpec, JobStatus,
-    NotifySpec, OutputSpec, PipelineStep, TenantId,
+    now_ms, sha256_hex, IdempotencyRecord, JobId, JobRecord, JobSpec, NotifySpec, OutputSpec,
+    PipelineStep, TenantId,
 };
-use pixelmill_engine::Pipeline;
 use pixelmill_meta::Inserted;
-use pixelmill_sched::JobTicket;
 use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
@@ -59,40 +57,11 @@ pub async fn create(
         output: request.output,
         notify: request.notify,
     };
-    let job = submit(&state, tenant, &image, &pipeline, spec, job_id).await?;
+    let job = state
+        .jobs
+        .accept(tenant, &image, &pipeline, spec, job_id)
+        .await?;
     Ok(accepted(&state, &job, StatusCode::ACCEPTED))
-}
-
-/// Admits, stores and queues a validated job; also how a render too heavy to answer inline
-/// becomes a job.
-pub(crate) async fn submit(
-    state: &AppState,
-    tenant: TenantId,
-    image: &ImageRecord,
-    pipeline: &Pipeline,
-    spec: JobSpec,
-    job_id: JobId,
-) -> ApiResult<JobRecord> {
-    admit(state)?;
-    let format = pixelmill_engine::resolve_output(spec.output.format, image.format)?;
-    let cost = pipeline.estimate_cost(image.width, image.height, image.frames, format);
-    let mut job = JobRecord::queued(tenant.clone(), job_id, image.id.clone(), spec, now_ms());
-    state.meta.put_job(&job).await?;
-    let ticket = JobTicket {
-        job: job.id.clone(),
-        tenant,
-        cost,
-    };
-    if let Err(err) = state.sched.enqueue(ticket).await {
-        // The job was stored but never queued: say so on the record rather than leave it "queued".
-        job.status = JobStatus::Failed;
-        job.finished_at = Some(now_ms());
-        job.error = Some(format!("not queued: {err}; submit the job again"));
-        state.meta.put_job(&job).await?;
-        return Err(err.into());
-    }
-    state.work_available.notify_waiters();
-    Ok(job)
 }
 
 /// `GET /v1/jobs/{id}`.
@@ -136,18 +105,6 @@ fn validate_notify(notify: &NotifySpec) -> ApiResult<()> {
         return Err(ApiError::bad_request(
             "notify.email: e-mail notifications are not available on this server yet; \
              use notify.webhook or follow GET /v1/jobs/{id}/events",
-        ));
-    }
-    Ok(())
-}
-
-/// Refuses new work while the queue is over its bound, before anything is written.
-fn admit(state: &AppState) -> ApiResult<()> {
-    let queued: usize = state.sched.stats().lanes.iter().map(|l| l.queued).sum();
-    if queued >= state.settings.queue_bound {
-        return Err(ApiError::overloaded(
-            format!("the job queue is full ({queued} jobs waiting); nothing was queued, retry after the Retry-After delay"),
-            2,
         ));
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! One module per resource; each handler is a thin adapter from HTTP to the stores and scheduler.
 
+pub mod admin;
 pub mod downloads;
 pub mod events;
 pub mod filters;

@@ -132,8 +132,10 @@ pub async fn render(
             output,
             notify: NotifySpec::default(),
         };
-        let job =
-            super::jobs::submit(&state, tenant, &image, &pipeline, spec, JobId::generate()).await?;
+        let job = state
+            .jobs
+            .accept(tenant, &image, &pipeline, spec, JobId::generate())
+            .await?;
         return Ok(super::jobs::accepted(&state, &job, StatusCode::ACCEPTED));
     }
 

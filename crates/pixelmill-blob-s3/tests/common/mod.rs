@@ -6,10 +6,8 @@
 
 use pixelmill_blob_s3::{Credentials, S3BlobStore, S3Config};
 
-/// Server K of the test cluster (region K) answers S3 on 127.0.0.1:910K.
-pub fn endpoint(k: u8) -> String {
-    format!("http://127.0.0.1:{}", 9100 + u16::from(k))
-}
+/// Server K of the test cluster (region K) answers S3 where regions/ says.
+pub use pixelmill_testkit::s3_endpoint as endpoint;
 
 pub use pixelmill_testkit::minio_available;
 

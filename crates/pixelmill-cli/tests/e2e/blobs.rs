@@ -6,14 +6,15 @@ use crate::{decode, spawn_app};
 use futures::StreamExt;
 use pixelmill_blob::BlobStore;
 use pixelmill_blob_s3::{Credentials, S3BlobStore, S3Config};
-use pixelmill_testkit::{cluster, minio_available, png_rgba, sized_png};
+use pixelmill_testkit::{cluster, minio_available, png_rgba, s3_endpoint, sized_png};
 use std::time::Duration;
 
 /// An `s3://` URL of a fresh bucket on MinIO server `k` (region k's).
 pub fn unique_bucket_url(k: u8) -> String {
     format!(
-        "s3://pm-e2e-{:016x}?endpoint=http://127.0.0.1:910{k}",
-        rand::random::<u64>()
+        "s3://pm-e2e-{:016x}?endpoint={}",
+        rand::random::<u64>(),
+        s3_endpoint(k)
     )
 }
 
@@ -216,7 +217,7 @@ async fn a_download_redirect_presigns_on_s3_and_streams_from_files() {
     assert_eq!(response.headers()["cache-control"], "no-store");
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     assert!(
-        location.starts_with("http://127.0.0.1:910") && location.contains("X-Amz-Signature="),
+        location.starts_with(&s3_endpoint(1)) && location.contains("X-Amz-Signature="),
         "{location}"
     );
     let followed = reqwest::get(url).await.unwrap();

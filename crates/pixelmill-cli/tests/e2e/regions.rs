@@ -1,17 +1,17 @@
 //! Two regions on one machine: a node in `eu` and one in `us`, each on its own region's bucket
-//! (MinIO servers 1 and 2 of cluster/minio/minio), sharing one keyspace of the two-datacenter
-//! Cassandra cluster. Runs in the region pass of scripts/test-all (`PIXELMILL_E2E_REGION`), which
+//! (MinIO servers 1 and 2 of cluster/minio/minio), sharing one keyspace of the test cluster's
+//! Cassandra. Runs in the region pass of scripts/test-all (`PIXELMILL_E2E_REGION`), which
 //! has both; the embedded pass has neither and skips it.
 
 use crate::blobs::{count_in_bucket, unique_bucket_url};
 use crate::{node_env, unique_keyspace};
-use pixelmill_testkit::{png_rgba, Client, Server};
+use pixelmill_testkit::{cql, png_rgba, Client, Server};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Region files for `eu` and `us` as in the repository's regions/, with buckets of their own.
-fn write_regions(dir: &Path, buckets: &[(&str, &str, &str, &str)]) {
+fn write_regions(dir: &Path, buckets: &[(&str, &str, String, &str)]) {
     for (region, datacenter, cql, bucket) in buckets {
         let file = format!(
             "datacenter = \"{datacenter}\"\n\n[metadata]\ncql = [\"{cql}\"]\nreplicas = 1\n\n\
@@ -78,8 +78,8 @@ async fn an_image_uploaded_in_one_region_downloads_in_the_other() {
     write_regions(
         regions.path(),
         &[
-            ("eu", "dc1", "127.0.0.1:9042", &eu_bucket),
-            ("us", "dc2", "127.0.0.2:9042", &us_bucket),
+            ("eu", "dc1", cql(1), &eu_bucket),
+            ("us", "dc2", cql(2), &us_bucket),
         ],
     );
     let regions_dir = regions.path().to_str().unwrap().to_owned();

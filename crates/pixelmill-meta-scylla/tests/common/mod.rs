@@ -1,6 +1,6 @@
-//! What the tests against a real Cassandra share: where it runs (scripts/test-all starts two
-//! nodes with cluster/cassandra/cassandra and exports PIXELMILL_TEST_CQL), and stores on fresh
-//! keyspaces so test runs never see each other's schema.
+//! What the tests against a real Cassandra share: where it runs (scripts/test-all starts one
+//! node per region with cluster/cassandra/cassandra and exports PIXELMILL_TEST_CQL), and stores
+//! on fresh keyspaces so test runs never see each other's schema.
 
 #![allow(dead_code)]
 
@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use pixelmill_meta_scylla::{ScyllaConfig, ScyllaMetaStore};
 
-/// Node K of the test cluster (datacenter dcK) is at 127.0.0.K:9042.
+/// Node K of the test cluster (datacenter dcK), where regions/ says it is.
 pub fn node(k: u8) -> String {
-    format!("127.0.0.{k}:9042")
+    pixelmill_testkit::cql(k)
 }
 
 /// Whether the test cluster is there. Without it the tests skip, loudly, unless
@@ -21,8 +21,8 @@ pub fn cluster_available() -> bool {
     }
     assert!(
         std::env::var_os("PIXELMILL_REQUIRE_CASSANDRA").is_none(),
-        "PIXELMILL_TEST_CQL is not set: start Cassandra with `cluster/cassandra/cassandra start 2` \
-         and export PIXELMILL_TEST_CQL=127.0.0.1:9042, or run scripts/test-all"
+        "PIXELMILL_TEST_CQL is not set: start Cassandra with `cluster/cassandra/cassandra start 3` \
+         and export PIXELMILL_TEST_CQL=10.77.1.10:9042, or run scripts/test-all"
     );
     eprintln!("skipped: no Cassandra (run scripts/test-all, which starts one)");
     false
@@ -60,16 +60,5 @@ where
 
 /// Runs the cluster script (`kill-node 2`, `start-node 2`, …).
 pub fn cluster(args: &[&str]) {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../cluster/cassandra/cassandra"
-    );
-    let status = std::process::Command::new(script)
-        .args(args)
-        .status()
-        .expect("running cluster/cassandra/cassandra");
-    assert!(
-        status.success(),
-        "cluster/cassandra/cassandra {args:?} failed"
-    );
+    pixelmill_testkit::cluster("cassandra", args);
 }

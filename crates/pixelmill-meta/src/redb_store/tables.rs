@@ -24,12 +24,16 @@ pub(super) const LINKS: Records = TableDefinition::new("links");
 pub(super) const IDEMPOTENCY: Records = TableDefinition::new("idempotency");
 /// Key: event id.
 pub(super) const OUTBOX: Records = TableDefinition::new("outbox");
-/// Key: `tenant/id` of a job; value: the region that owns it (UTF-8), absent until claimed.
-pub(super) const JOB_OWNERS: Records = TableDefinition::new("job_owners");
+/// Key: `region/node`: each node's latest heartbeat.
+pub(super) const HEARTBEATS: Records = TableDefinition::new("heartbeats");
+/// Key: region.
+pub(super) const REGION_STATES: Records = TableDefinition::new("region_states");
 
 pub(super) const LINKS_BY_EXPIRY: Index<i64> = TableDefinition::new("links_by_expiry");
 pub(super) const LINKS_BY_BLOB: Index<&'static str> = TableDefinition::new("links_by_blob");
 pub(super) const OUTBOX_BY_DUE: Index<i64> = TableDefinition::new("outbox_by_due");
+/// Unfinished jobs by owner: (owning region, `tenant/id`) → nothing.
+pub(super) const JOBS_BY_OWNER: Index<&'static str> = TableDefinition::new("jobs_by_owner");
 /// The replication queue: (source region, target region, queued at, blob key) → nothing.
 pub(super) type QueueKey = (&'static str, &'static str, i64, &'static str);
 pub(super) const REPLICATION_QUEUE: TableDefinition<'static, QueueKey, ()> =

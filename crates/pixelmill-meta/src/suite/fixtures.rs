@@ -34,6 +34,11 @@ pub fn image(tenant: &TenantId) -> ImageRecord {
 }
 
 pub fn job(tenant: &TenantId) -> JobRecord {
+    owned_job(tenant, None)
+}
+
+/// A queued job accepted in `region` (its home and owner).
+pub fn owned_job(tenant: &TenantId, region: Option<&str>) -> JobRecord {
     let step = PipelineStep {
         op: "resize".to_owned(),
         params: serde_json::json!({ "width": 100 })
@@ -52,6 +57,7 @@ pub fn job(tenant: &TenantId) -> JobRecord {
         ImageId::generate(),
         spec,
         now_ms(),
+        region,
     )
 }
 

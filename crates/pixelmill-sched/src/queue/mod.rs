@@ -9,7 +9,7 @@ mod tests;
 
 use crate::types::{FailOutcome, JobTicket, LaneStats, Lease, QueueStats, Reclaimed, WorkerId};
 use lane::{Lane, Slot};
-use pixelmill_core::{JobId, TenantId};
+use pixelmill_core::{fencing_token, JobId, TenantId};
 pub(crate) use policy::Policy;
 use policy::{LaneKind, FAST_BURST};
 use serde::{Deserialize, Serialize};
@@ -56,12 +56,21 @@ pub(crate) enum Command {
     Settle {
         jobs: Vec<(JobId, u64)>,
     },
+    /// The attempt could not run for a reason outside the job (its region is cut off from the
+    /// others, a store is unavailable): the job goes back to its lane after `wait_ms`, and the
+    /// attempt does not count against it.
+    Defer {
+        job: JobId,
+        fencing: u64,
+        wait_ms: u64,
+        now_ms: i64,
+    },
 }
 
 impl Command {
     /// Whether applying the command twice leaves the queue as applying it once does, so a write
-    /// whose answer was lost may be sent again. A second `Complete` finds the job gone and answers
-    /// `false`, a second `ReleaseWorker` or `ExpireLeases` finds nothing to take back, a second
+    /// whose answer was lost may be sent again. A second `Complete` or `Defer` finds the lease
+    /// gone and answers `false`, a second `ReleaseWorker` or `ExpireLeases` finds nothing to take back, a second
     /// `Fail` answers `DeadLettered` again while the dead letter is unsettled (and `LeaseLost` once
     /// the job was queued again, whose next attempt then records it); a second `Lease` would lease
     /// more jobs, which stay orphaned until their leases expire.
@@ -77,6 +86,7 @@ impl Command {
             | Command::Lease { now_ms, .. }
             | Command::Renew { now_ms, .. }
             | Command::Fail { now_ms, .. }
+            | Command::Defer { now_ms, .. }
             | Command::ExpireLeases { now_ms }
             | Command::ReleaseWorker { now_ms, .. } => *now_ms = now,
             Command::SetPolicy(_) | Command::Complete { .. } | Command::Settle { .. } => {}
@@ -98,6 +108,7 @@ pub(crate) enum Response {
     Leased(Vec<Lease>),
     Renewed(bool),
     Completed(bool),
+    Deferred(bool),
     Failed(FailOutcome),
     Reclaimed(Vec<Reclaimed>),
 }
@@ -117,6 +128,9 @@ enum JobState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Job {
     tenant: TenantId,
+    /// The job's ownership epoch, the high bits of its fencing tokens.
+    #[serde(default)]
+    epoch: u32,
     lane: LaneKind,
     /// Leases handed out so far; the attempt number of the current or last lease.
     attempts: u32,
@@ -200,6 +214,11 @@ impl QueueState {
         self.core.jobs.contains_key(job)
     }
 
+    /// Queued, leased, or dead-lettered and not yet recorded.
+    pub(crate) fn knows(&self, job: &JobId) -> bool {
+        self.contains(job) || self.core.unsettled.contains_key(job)
+    }
+
     /// Whether a lease taken at `now_ms` would get a job. Lets the handle skip proposing a lease
     /// that would come back empty, so idle workers do not write to the log.
     pub(crate) fn has_ready(&self, now_ms: i64) -> bool {
@@ -218,7 +237,8 @@ impl QueueState {
         self.lanes.iter().map(Lane::queued).sum()
     }
 
-    /// Applies `cmd`, written to the log at `index` (which becomes the fencing token of any lease it grants).
+    /// Applies `cmd`, written to the log at `index` (which, under the job's epoch, becomes the
+    /// fencing token of any lease it grants).
     pub(crate) fn apply(&mut self, cmd: Command, index: u64) -> Response {
         match cmd {
             Command::SetPolicy(policy) => {
@@ -272,6 +292,21 @@ impl QueueState {
                     FailOutcome::LeaseLost
                 })
             }
+            Command::Defer {
+                job,
+                fencing,
+                wait_ms,
+                now_ms,
+            } => {
+                let Some(JobState::Leased { .. }) = self.leased_mut(&job, fencing) else {
+                    return Response::Deferred(false);
+                };
+                if let Some(deferred) = self.core.jobs.get_mut(&job) {
+                    deferred.attempts = deferred.attempts.saturating_sub(1);
+                }
+                self.end_attempt(&job, true, now_ms.saturating_add_unsigned(wait_ms), false);
+                Response::Deferred(true)
+            }
             Command::ExpireLeases { now_ms } => self.reclaim(now_ms, expired_at(now_ms)),
             Command::ReleaseWorker { prefix, now_ms } => self.reclaim(now_ms, held_by(&prefix)),
             Command::Settle { jobs } => {
@@ -286,7 +321,10 @@ impl QueueState {
     }
 
     fn enqueue(&mut self, ticket: JobTicket, now_ms: i64) -> Response {
-        if self.core.jobs.contains_key(&ticket.job) {
+        if let Some(known) = self.core.jobs.get_mut(&ticket.job) {
+            // This region adopted the job back after another had it: its next lease is of the
+            // new epoch (a lease held now keeps its older token, and its writes are refused).
+            known.epoch = known.epoch.max(ticket.epoch);
             return Response::Enqueued { duplicate: true };
         }
         if self.queued() >= self.core.policy.queue_bound {
@@ -299,6 +337,7 @@ impl QueueState {
         self.lanes[lane.idx()].push(&ticket.tenant, slot, ticket.job.clone());
         let job = Job {
             tenant: ticket.tenant,
+            epoch: ticket.epoch,
             lane,
             attempts: 0,
             state: JobState::Queued { slot },
@@ -328,16 +367,17 @@ impl QueueState {
                 JobState::Leased { .. } => now_ms,
             };
             job.attempts += 1;
+            let fencing = fencing_token(job.epoch, index);
             job.state = JobState::Leased {
                 worker: worker.0.clone(),
-                fencing: index,
+                fencing,
                 deadline_ms,
             };
             self.lanes[job.lane.idx()].leased += 1;
             leases.push(Lease {
                 job: id,
                 tenant: job.tenant.clone(),
-                fencing: index,
+                fencing,
                 attempt: job.attempts,
                 deadline_ms,
                 lane: job.lane.name().to_owned(),

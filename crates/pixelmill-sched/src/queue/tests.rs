@@ -22,6 +22,7 @@ fn ticket(n: u32, tenant: &str, cost: u64) -> JobTicket {
         job: job(n),
         tenant: TenantId::new(tenant),
         cost,
+        epoch: 0,
     }
 }
 
@@ -469,4 +470,68 @@ fn readiness_and_lease_predicates_match_what_apply_would_do() {
     assert!(!h.q.any_lease(super::held_by("n1/w1/")));
     assert!(!h.q.any_lease(super::expired_at(lease.deadline_ms)));
     assert!(h.q.any_lease(super::expired_at(lease.deadline_ms + 1)));
+}
+
+#[test]
+fn a_deferred_attempt_waits_without_counting_so_no_outage_dead_letters_a_job() {
+    let mut h = Harness::new(policy()); // 3 attempts
+    h.enqueue(ticket(1, "a", 1), 0);
+    let mut now = 0;
+    for _ in 0..10 {
+        let lease = h
+            .lease("n1/w1", 1, now)
+            .pop()
+            .expect("ready again after the wait");
+        assert_eq!(lease.attempt, 1, "a deferral is not an attempt");
+        let defer = Command::Defer {
+            job: lease.job.clone(),
+            fencing: lease.fencing,
+            wait_ms: 2_000,
+            now_ms: now,
+        };
+        assert_eq!(h.apply(defer.clone()), Response::Deferred(true));
+        assert_eq!(
+            h.apply(defer),
+            Response::Deferred(false),
+            "a repeat finds no lease"
+        );
+        assert!(
+            h.lease("n1/w1", 1, now + 1_999).is_empty(),
+            "waits its time out"
+        );
+        now += 2_000;
+    }
+    let lease = h.lease("n1/w1", 1, now).pop().unwrap();
+    assert_eq!(
+        h.fail(&lease, true, now),
+        Response::Failed(FailOutcome::Retrying {
+            not_before_ms: now + 1_000,
+            attempt: 2,
+        })
+    );
+    assert_eq!(h.q.stats(now).dead_letters, 0);
+}
+
+#[test]
+fn a_job_queued_again_in_a_later_epoch_is_leased_with_tokens_of_that_epoch() {
+    let mut h = Harness::new(policy());
+    h.enqueue(ticket(1, "a", 1), 0);
+    let first = h.lease("n1/w1", 1, 0).pop().unwrap();
+    assert_eq!(
+        first.fencing, h.index,
+        "epoch 0: the token is the log index"
+    );
+    // Adopted elsewhere and back: queued again here under epoch 2 while the old lease runs.
+    let again = JobTicket {
+        epoch: 2,
+        ..ticket(1, "a", 1)
+    };
+    assert_eq!(h.enqueue(again, 10), Response::Enqueued { duplicate: true });
+    h.fail(&first, true, 10);
+    let second = h.lease("n1/w1", 1, 10_000).pop().unwrap();
+    assert_eq!(second.fencing, pixelmill_core::fencing_token(2, h.index));
+    assert!(
+        second.fencing > first.fencing + (1 << 40),
+        "any later-epoch token outranks"
+    );
 }

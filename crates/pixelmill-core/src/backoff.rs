@@ -1,4 +1,4 @@
-//! Exponential backoff with jitter between webhook attempts.
+//! Exponential backoff with jitter: between webhook attempts, and between a client's retries.
 
 use rand::Rng;
 use std::time::Duration;

@@ -1,0 +1,141 @@
+//! The geo cluster under test, driven through `cluster/geo/geo` (the same commands people use):
+//! where each region's nodes are, and the faults to inject.
+
+use anyhow::{bail, Context, Result};
+use pixelmill_regions::Regions;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub struct Lab {
+    geo: PathBuf,
+    net: PathBuf,
+    /// Region names in the layout's order (cluster/net/layout): region I is 10.77.I.0/24.
+    pub regions: Vec<String>,
+    regions_files: Regions,
+    /// pixelmill nodes per region (`PIXELMILL_GEO_NODES`).
+    pub nodes: u8,
+    pub dns: SocketAddr,
+    pub service: String,
+}
+
+impl Lab {
+    pub fn new(root: &Path, nodes: u8) -> Result<Self> {
+        let geo = root.join("cluster/geo/geo");
+        let layout = std::fs::read_to_string(root.join("cluster/net/layout"))
+            .context("reading cluster/net/layout")?;
+        let regions: Vec<String> = layout
+            .lines()
+            .find_map(|l| l.strip_prefix("PM_REGIONS=("))
+            .and_then(|l| l.strip_suffix(')'))
+            .context("PM_REGIONS=(…) in cluster/net/layout")?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let regions_files = Regions::load(&root.join("regions"))?;
+        let out = run(&geo, &["dns"])?;
+        let (dns, service) = out
+            .trim()
+            .split_once(' ')
+            .context("`geo dns` prints ADDRESS:PORT NAME")?;
+        Ok(Self {
+            geo,
+            net: root.join("cluster/net/net"),
+            regions,
+            regions_files,
+            nodes,
+            dns: dns.parse().context("the DNS server's address")?,
+            service: service.to_owned(),
+        })
+    }
+
+    /// Runs `cluster/geo/geo args…`, failing when it does.
+    pub fn geo(&self, args: &[&str]) -> Result<String> {
+        let started = Instant::now();
+        let out = run(&self.geo, args)?;
+        tracing::info!(?args, took_ms = started.elapsed().as_millis() as u64, "geo");
+        Ok(out)
+    }
+
+    /// The API addresses of region `region`'s running nodes (as many as the cluster has).
+    pub fn nodes_of(&self, region: &str) -> Vec<SocketAddr> {
+        let region = self
+            .regions_files
+            .get(region)
+            .expect("a region of the layout");
+        let listed = region.api.iter().flat_map(|api| api.nodes.iter().copied());
+        listed.take(self.nodes.into()).collect()
+    }
+
+    /// The address a client of `region` sends from (cluster/net/layout: 10.77.10I.1).
+    pub fn client_ip(&self, region: &str) -> IpAddr {
+        let i = self.index(region);
+        IpAddr::from([10, 77, 100 + i, 1])
+    }
+
+    fn index(&self, region: &str) -> u8 {
+        let i = self
+            .regions
+            .iter()
+            .position(|r| r == region)
+            .expect("a region of the layout");
+        i as u8 + 1
+    }
+
+    /// Milliseconds of one HTTP request from region `from` to region `to` (`net rtt`), through
+    /// whatever the network between them adds.
+    pub fn rtt(&self, from: &str, to: &str) -> Result<u64> {
+        let out = run(&self.net, &["rtt", from, to])?;
+        out.trim().parse().context("`net rtt` prints milliseconds")
+    }
+
+    /// Waits until geo-DNS answers every region's clients with that region's own nodes (every
+    /// region is back and ready), at most `limit`.
+    pub async fn await_whole(&self, limit: std::time::Duration) -> Result<()> {
+        let started = Instant::now();
+        for region in &self.regions {
+            let options = pixelmill_client::LookupOptions {
+                client_subnet: Some(ipnet::IpNet::from(self.client_ip(region))),
+                ..Default::default()
+            };
+            let own: Vec<IpAddr> = self.nodes_of(region).iter().map(|n| n.ip()).collect();
+            loop {
+                let answer = pixelmill_client::lookup(self.dns, &self.service, &options).await;
+                let addrs = answer.map(|a| a.addrs).unwrap_or_default();
+                if !addrs.is_empty()
+                    && addrs.iter().all(|a| own.contains(a))
+                    && addrs.len() == own.len()
+                {
+                    break;
+                }
+                if started.elapsed() >= limit {
+                    bail!("region {region} is not whole after {limit:?}: geo-DNS answers its clients with {addrs:?}");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The scheduler leader's node id in `region`.
+    pub fn leader(&self, region: &str) -> Result<u8> {
+        let out = self.geo(&["leader", region])?;
+        out.trim().parse().context("`geo leader` prints a node id")
+    }
+}
+
+fn run(script: &Path, args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new(script)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} {} failed: {}",
+            script.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

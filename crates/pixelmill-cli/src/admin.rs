@@ -1,0 +1,145 @@
+//! Operator commands: a region's raft group, schema migrations, draining a region, and the
+//! geo-DNS server.
+
+use crate::RegionArgs;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use pixelmill_geodns::{CheckConfig, GeoDns, GeoDnsConfig};
+use pixelmill_node::{Config, RaftPeer};
+use pixelmill_regions::Regions;
+use pixelmill_sched::MembershipChange;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Subcommand)]
+pub enum RaftAction {
+    /// Print the group as that member sees it (leader, term, indexes, voters, learners), as JSON.
+    Status,
+    /// Start replicating to a new node as a non-voting learner; returns once it has caught up.
+    AddLearner {
+        /// The new node, ID=HOST:PORT (its raft listener; start it with --peers listing only itself)
+        node: RaftPeer,
+    },
+    /// Make a caught-up learner a voter.
+    Promote { id: u64 },
+    /// Take a node out of the group (voter or learner).
+    Remove { id: u64 },
+}
+
+pub async fn raft(at: &str, action: RaftAction) -> Result<()> {
+    let change = match action {
+        RaftAction::Status => None,
+        RaftAction::AddLearner { node } => Some(MembershipChange::AddLearner {
+            id: node.id,
+            addr: node.addr,
+        }),
+        RaftAction::Promote { id } => Some(MembershipChange::Promote { id }),
+        RaftAction::Remove { id } => Some(MembershipChange::Remove { id }),
+    };
+    let status = match change {
+        None => pixelmill_sched::cluster_status_at(at).await?,
+        Some(change) => pixelmill_sched::change_membership_at(at, &change).await?,
+    };
+    println!("{}", serde_json::to_string_pretty(&status)?);
+    Ok(())
+}
+
+pub async fn migrate(meta: String, region: RegionArgs) -> Result<()> {
+    let mut config = Config {
+        meta,
+        ..Config::default()
+    };
+    region.apply(&mut config);
+    let applied = pixelmill_node::migrate_meta(&config)
+        .await
+        .context("the migration failed")?;
+    println!("schema migrations applied: {applied:?} (an empty list: it was up to date)");
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum RegionAction {
+    /// Take the region out of geo-DNS on purpose (a planned evacuation): its nodes report
+    /// unready, the other regions adopt its queued jobs, its running jobs finish.
+    Drain,
+    /// Give a drained region its place back.
+    Undrain,
+}
+
+/// Drains or undrains the region of the node at `url`.
+pub async fn region(url: &str, action: RegionAction, key: Option<&str>) -> Result<()> {
+    let draining = matches!(action, RegionAction::Drain);
+    let mut request = reqwest::Client::new()
+        .put(format!("{}/v1/admin/region", url.trim_end_matches('/')))
+        .json(&serde_json::json!({ "draining": draining }));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the node at {url}"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("the node answered {status}: {body}");
+    }
+    println!("{body}");
+    Ok(())
+}
+
+/// `pixelmill geodns`: what the geo-DNS server answers, and how it checks the nodes.
+#[derive(Args)]
+pub struct GeoDnsArgs {
+    /// Address to answer DNS on, UDP and TCP, e.g. 10.77.0.53:53
+    #[arg(
+        long,
+        env = "PIXELMILL_GEODNS_LISTEN",
+        default_value = "127.0.0.1:5353"
+    )]
+    listen: SocketAddr,
+    /// The service name clients resolve
+    #[arg(
+        long,
+        env = "PIXELMILL_GEODNS_NAME",
+        default_value = "api.pixelmill.test"
+    )]
+    name: String,
+    /// Directory of the region files: each region's [api] nodes, [clients] prefixes and fallback
+    #[arg(long, env = "PIXELMILL_REGIONS_DIR", default_value = "regions")]
+    regions_dir: PathBuf,
+    /// TTL of every answer in seconds: how long a client may keep a region that has failed
+    #[arg(long, env = "PIXELMILL_GEODNS_TTL", default_value_t = 2)]
+    ttl: u32,
+    /// How often each node's /readyz is checked, e.g. 1s
+    #[arg(long, env = "PIXELMILL_GEODNS_CHECK_INTERVAL", value_parser = crate::duration, default_value = "1s")]
+    check_interval: Duration,
+    /// Failing checks in a row before a node leaves the answers (as many passing to return)
+    #[arg(long, env = "PIXELMILL_GEODNS_FALL", default_value_t = 2)]
+    fall: u32,
+}
+
+pub async fn geodns(args: GeoDnsArgs) -> Result<()> {
+    let regions = Regions::load(&args.regions_dir)?;
+    let source: Option<IpAddr> = Some(args.listen.ip()).filter(|ip| !ip.is_unspecified());
+    let checks = CheckConfig {
+        interval: args.check_interval,
+        timeout: args.check_interval.mul_f64(0.8),
+        rise: args.fall,
+        fall: args.fall,
+        source,
+    };
+    let config = GeoDnsConfig {
+        name: args.name,
+        ttl: args.ttl,
+        checks,
+    };
+    let server = GeoDns::start(args.listen, regions, config).await?;
+    println!("geo-DNS answering on {}", server.addr);
+    tokio::select! {
+        done = server.wait() => done?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
