@@ -29,6 +29,10 @@ pub struct AttemptSeen {
 pub struct UploadSeen {
     pub id: String,
     pub sha256: String,
+    /// Since the run started.
+    pub at: Duration,
+    /// Sent with `Pixelmill-Durability: regions=2`: a second region held it before the 201.
+    pub durable: bool,
     /// The region whose node answered 201.
     pub accepted_by: String,
 }
@@ -36,6 +40,7 @@ pub struct UploadSeen {
 #[derive(Clone, Debug)]
 pub struct JobSeen {
     pub id: String,
+    pub image: String,
     /// Since the run started.
     pub at: Duration,
     /// The region whose node answered 202.
@@ -92,15 +97,20 @@ pub async fn run(
             let client = client_for(lab, region, number, ledger.clone(), started);
             let (ledger, progress, plan) = (ledger.clone(), progress.clone(), plan.clone());
             let (region, seed) = (region.clone(), rand::random::<u64>() ^ n as u64);
+            // Every other client asks for two-region durability.
+            let durable = number % 2 == 1;
             tasks.push(tokio::spawn(async move {
                 let mut pace = tokio::time::interval(plan.interval);
                 pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 for pair in 0..plan.pairs_per_client {
                     pace.tick().await;
-                    one_pair(
-                        &client.0, &client.1, &region, &plan, &ledger, started, seed, pair,
-                    )
-                    .await;
+                    let sender = Sender {
+                        client: &client.0,
+                        served: &client.1,
+                        region: &region,
+                        durable,
+                    };
+                    sender.pair(&plan, &ledger, started, seed, pair).await;
                     progress.fetch_add(1, Ordering::SeqCst);
                 }
             }));
@@ -162,73 +172,85 @@ fn client_for(
     (client, served)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn one_pair(
-    client: &Client,
-    served: &Mutex<Option<String>>,
-    region: &str,
-    plan: &LoadPlan,
-    ledger: &SharedLedger,
-    started: Instant,
-    seed: u64,
-    pair: usize,
-) {
-    let failed = |what: &'static str, error: String| FailureSeen {
-        client_region: region.to_owned(),
-        what,
-        error,
-    };
-    let served_region = || {
-        let region = served.lock().unwrap().take();
-        region.unwrap_or_else(|| "unknown".into())
-    };
-    let png = unique_png(seed, pair);
-    let sha256 = hex::encode(Sha256::digest(&png));
-    let image = match client.upload(png, None).await {
-        Ok(image) => image,
-        Err(err) => {
-            ledger
+/// One client sending its pairs.
+struct Sender<'a> {
+    client: &'a Client,
+    served: &'a Mutex<Option<String>>,
+    region: &'a str,
+    durable: bool,
+}
+
+impl Sender<'_> {
+    async fn pair(
+        &self,
+        plan: &LoadPlan,
+        ledger: &SharedLedger,
+        started: Instant,
+        seed: u64,
+        pair: usize,
+    ) {
+        let (client, served, region) = (self.client, self.served, self.region);
+        let failed = |what: &'static str, error: String| FailureSeen {
+            client_region: region.to_owned(),
+            what,
+            error,
+        };
+        let served_region = || {
+            let region = served.lock().unwrap().take();
+            region.unwrap_or_else(|| "unknown".into())
+        };
+        let png = unique_png(seed, pair);
+        let sha256 = hex::encode(Sha256::digest(&png));
+        let durability = self.durable.then_some("regions=2");
+        let image = match client.upload(png, durability).await {
+            Ok(image) => image,
+            Err(err) => {
+                ledger
+                    .lock()
+                    .unwrap()
+                    .failures
+                    .push(failed("upload", err.to_string()));
+                return;
+            }
+        };
+        ledger.lock().unwrap().uploads.push(UploadSeen {
+            id: image.id.clone(),
+            sha256,
+            at: started.elapsed(),
+            durable: self.durable,
+            accepted_by: served_region(),
+        });
+        let request = JobRequest {
+            image_id: image.id.clone(),
+            pipeline: PipelineStep::parse_compact("resize:width=32,height=32,fit=cover|grayscale")
+                .expect("a valid pipeline"),
+            output: OutputSpec {
+                format: OutputFormat::Png,
+                ..OutputSpec::default()
+            },
+            notify: NotifySpec {
+                webhook: Some(plan.webhook.clone()),
+                email: None,
+            },
+        };
+        match client.create_job(&request, None).await {
+            Ok(accepted) => ledger.lock().unwrap().jobs.push(JobSeen {
+                id: accepted.id,
+                image: image.id,
+                at: started.elapsed(),
+                accepted_by: served_region(),
+            }),
+            Err(err) => ledger
                 .lock()
                 .unwrap()
                 .failures
-                .push(failed("upload", err.to_string()));
-            return;
+                .push(failed("job", err.to_string())),
         }
-    };
-    ledger.lock().unwrap().uploads.push(UploadSeen {
-        id: image.id.clone(),
-        sha256,
-        accepted_by: served_region(),
-    });
-    let request = JobRequest {
-        image_id: image.id.clone(),
-        pipeline: PipelineStep::parse_compact("resize:width=32,height=32,fit=cover|grayscale")
-            .expect("a valid pipeline"),
-        output: OutputSpec {
-            format: OutputFormat::Png,
-            ..OutputSpec::default()
-        },
-        notify: NotifySpec {
-            webhook: Some(plan.webhook.clone()),
-            email: None,
-        },
-    };
-    match client.create_job(&request, None).await {
-        Ok(accepted) => ledger.lock().unwrap().jobs.push(JobSeen {
-            id: accepted.id,
-            at: started.elapsed(),
-            accepted_by: served_region(),
-        }),
-        Err(err) => ledger
-            .lock()
-            .unwrap()
-            .failures
-            .push(failed("job", err.to_string())),
     }
 }
 
 /// A small PNG no other pair sends: its pixels come from the seed and the pair number.
-fn unique_png(seed: u64, pair: usize) -> Bytes {
+pub fn unique_png(seed: u64, pair: usize) -> Bytes {
     let mut state = seed ^ ((pair as u64) << 32) ^ 0x9E37_79B9_7F4A_7C15;
     let img = image::RgbImage::from_fn(48, 36, |_, _| {
         state = state

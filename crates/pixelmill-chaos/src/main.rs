@@ -4,6 +4,7 @@
 //! no job has two results. Writes report.json and report.md; exits 1 when a check failed.
 
 mod check;
+mod costs;
 mod hooks;
 mod lab;
 mod load;
@@ -21,7 +22,7 @@ use std::time::Duration;
     about = "Break a three-region pixelmill on purpose and check that nothing acknowledged is lost"
 )]
 struct Args {
-    /// Scenarios to run, in order [default: all]: region-kill, partition, wan, leaders,
+    /// Scenarios to run, in order [default: all]: region-kill, partition, drain, wan, leaders,
     /// freeze-worker, cassandra-kill, minio-stop, clock-skew
     scenarios: Vec<String>,
     /// The short version (less traffic, shorter faults), as the test command runs it
@@ -45,6 +46,10 @@ struct Args {
     /// The repository (cluster/, regions/)
     #[arg(long, default_value = ".")]
     root: PathBuf,
+    /// Instead of scenarios, measure what regions cost a client (upload durability, job
+    /// latency) with and without latency between regions: bench/geo
+    #[arg(long)]
+    costs: bool,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -73,6 +78,17 @@ async fn main() -> Result<()> {
         );
     }
     let lab = lab::Lab::new(&args.root, args.nodes)?;
+    if args.costs {
+        std::fs::create_dir_all(&args.out)?;
+        lab.await_whole(Duration::from_secs(180)).await?;
+        let rows = costs::measure(&lab, "us", if args.short { 5 } else { 20 }).await?;
+        std::fs::write(
+            args.out.join("costs.json"),
+            serde_json::to_string_pretty(&rows)?,
+        )?;
+        println!("{}", costs::markdown(&rows));
+        return Ok(());
+    }
     let settings = scenarios::Settings {
         short: args.short,
         grace: args.grace,

@@ -8,6 +8,7 @@ use crate::load::{self, Ledger, LoadPlan, Progress, SharedLedger};
 use anyhow::{bail, Result};
 use pixelmill_client::{Client, ClientConfig, Service};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -17,12 +18,22 @@ use std::time::{Duration, Instant};
 pub const ALL: &[&str] = &[
     "region-kill",
     "partition",
+    "drain",
     "wan",
     "leaders",
     "freeze-worker",
     "cassandra-kill",
     "minio-stop",
     "clock-skew",
+];
+
+/// The scenarios that take one region out and must leave the others serving.
+const SPARES_OTHERS: &[&str] = &[
+    "region-kill",
+    "partition",
+    "drain",
+    "cassandra-kill",
+    "minio-stop",
 ];
 
 /// How the cluster was started (`chaos/run` passes the same to `cluster/geo/geo`).
@@ -169,6 +180,16 @@ pub async fn run(lab: &Lab, settings: &Settings, name: &str) -> Result<ScenarioR
     Ok(report)
 }
 
+/// Checks, during an outage of `victim`, that its two-region uploads read from elsewhere.
+async fn check_durable_uploads(run: &mut Run<'_>, victim: &str, fault_at: Duration) {
+    let (durable, unreadable) = durable_uploads_unreadable(run, victim, fault_at).await;
+    run.check(
+        "uploads acknowledged with regions=2 durability stay readable during the outage",
+        unreadable == 0,
+        format!("{unreadable} of {durable} unreadable from the other regions"),
+    );
+}
+
 /// What a fault was, when it struck, and its figures.
 type Injected = (String, Duration, Option<(u64, u64)>, Option<Duration>);
 
@@ -184,7 +205,14 @@ async fn inject(run: &mut Run<'_>, name: &str, victim: &str, hold: Duration) -> 
             fault_at = run.now();
             lab.geo(&["kill-region", victim])?;
             fault = format!("kill -9 of every process of region {victim}");
-            adoption = Some(await_adoption(run, victim, fault_at).await);
+            check_durable_uploads(run, victim, fault_at).await;
+            let adopted = await_adoption(run, victim, fault_at).await;
+            run.check(
+                "jobs whose input only the dead region held wait for it (counted)",
+                true,
+                format!("{} jobs waited for their input", adopted.waiting_for_input),
+            );
+            adoption = Some(adopted.took);
             wait_traffic(run).await;
             lab.geo(&["start-region", victim])?;
         }
@@ -193,8 +221,21 @@ async fn inject(run: &mut Run<'_>, name: &str, victim: &str, hold: Duration) -> 
             fault_at = run.now();
             lab.geo(&["partition", victim])?;
             fault = format!("region {victim} cut off for {}s", hold.as_secs());
-            tokio::time::sleep(hold).await;
+            let cut = Instant::now();
+            check_durable_uploads(run, victim, fault_at).await;
+            tokio::time::sleep(hold.saturating_sub(cut.elapsed())).await;
             lab.geo(&["heal", victim])?;
+        }
+        "drain" => {
+            run.at_share(0.3).await;
+            fault_at = run.now();
+            lab.geo(&["drain", victim])?;
+            fault = format!(
+                "region {victim} drained for {}s, then undrained",
+                hold.as_secs()
+            );
+            tokio::time::sleep(hold).await;
+            lab.geo(&["undrain", victim])?;
         }
         "wan" => {
             let other = other_region(lab, victim);
@@ -294,19 +335,9 @@ fn other_region(lab: &Lab, victim: &str) -> String {
         .expect("two regions or more")
 }
 
-/// Waits until every job the victim accepted before the fault is final, read from the other
-/// regions; the time from the fault.
-async fn await_adoption(run: &Run<'_>, victim: &str, fault_at: Duration) -> Duration {
-    let lab = run.lab;
-    let jobs: Vec<String> = run
-        .ledger()
-        .jobs
-        .iter()
-        .filter(|j| j.accepted_by == victim && j.at < fault_at)
-        .map(|j| j.id.clone())
-        .collect();
-    let survivors: Vec<Client> = lab
-        .regions
+/// Clients of the regions a fault spared, straight to each one's first node.
+fn survivors(lab: &Lab, victim: &str) -> Vec<Client> {
+    lab.regions
         .iter()
         .filter(|r| *r != victim)
         .map(|r| {
@@ -315,11 +346,86 @@ async fn await_adoption(run: &Run<'_>, victim: &str, fault_at: Duration) -> Dura
             config.deadline = Duration::from_secs(5);
             Client::new(config)
         })
+        .collect()
+}
+
+/// Whether upload `id` reads back (byte for byte) from one of `clients`.
+async fn readable(clients: &[Client], id: &str, sha256: &str) -> bool {
+    for client in clients {
+        if let Ok(bytes) = client.original(id).await {
+            if hex::encode(Sha256::digest(&bytes)) == sha256 {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// During an outage of `victim`: the uploads it acknowledged with two-region durability before
+/// the fault, and how many of them the other regions cannot read.
+async fn durable_uploads_unreadable(
+    run: &Run<'_>,
+    victim: &str,
+    fault_at: Duration,
+) -> (usize, usize) {
+    let durable: Vec<(String, String)> = run
+        .ledger()
+        .uploads
+        .iter()
+        .filter(|u| u.durable && u.accepted_by == victim && u.at < fault_at)
+        .map(|u| (u.id.clone(), u.sha256.clone()))
         .collect();
+    let survivors = survivors(run.lab, victim);
+    let mut unreadable = 0;
+    for (id, sha256) in &durable {
+        unreadable += usize::from(!readable(&survivors, id, sha256).await);
+    }
+    (durable.len(), unreadable)
+}
+
+/// What became of the jobs the dead region had accepted.
+struct Adoption {
+    /// From the fault until every one whose input another region could read was final there.
+    took: Duration,
+    /// Those whose input only the dead region held (an upload not replicated yet): they wait
+    /// for it to return.
+    waiting_for_input: usize,
+}
+
+/// Waits until every job the victim accepted before the fault, whose input another region can
+/// read, is final as the other regions see it.
+async fn await_adoption(run: &Run<'_>, victim: &str, fault_at: Duration) -> Adoption {
+    let survivors = survivors(run.lab, victim);
+    let jobs: Vec<(String, String, String)> = {
+        let ledger = run.ledger();
+        let shas: BTreeMap<&str, &str> = ledger
+            .uploads
+            .iter()
+            .map(|u| (u.id.as_str(), u.sha256.as_str()))
+            .collect();
+        ledger
+            .jobs
+            .iter()
+            .filter(|j| j.accepted_by == victim && j.at < fault_at)
+            .map(|j| {
+                let sha = shas.get(j.image.as_str()).copied().unwrap_or_default();
+                (j.id.clone(), j.image.clone(), sha.to_owned())
+            })
+            .collect()
+    };
+    let mut pending = BTreeSet::new();
+    let mut waiting_for_input = 0;
+    for (id, image, sha256) in jobs {
+        if readable(&survivors, &image, &sha256).await {
+            pending.insert(id);
+        } else {
+            waiting_for_input += 1;
+        }
+    }
     let limit = run.settings.grace + Duration::from_secs(180);
-    let mut pending: BTreeSet<String> = jobs.into_iter().collect();
     tracing::info!(
         jobs = pending.len(),
+        waiting_for_input,
         "waiting for the dead region's jobs to be adopted and finished"
     );
     while !pending.is_empty() && run.now().saturating_sub(fault_at) < limit {
@@ -339,7 +445,10 @@ async fn await_adoption(run: &Run<'_>, victim: &str, fault_at: Duration) -> Dura
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
-    run.now().saturating_sub(fault_at)
+    Adoption {
+        took: run.now().saturating_sub(fault_at),
+        waiting_for_input,
+    }
 }
 
 /// Polls every node's `/metrics` until no region reports replication lag.
@@ -421,7 +530,8 @@ fn summarize(
             .iter()
             .filter(|a| a.at >= fault_at && a.served_by.as_ref().is_some_and(|r| *r != victim))
             .collect();
-        let surviving = (!spared.is_empty())
+        let hits_one_region = SPARES_OTHERS.contains(&name);
+        let surviving = (hits_one_region && !spared.is_empty())
             .then(|| spared.iter().filter(|a| a.ok).count() as f64 / spared.len() as f64);
         // Every client of the victim: its first answer from another region after the fault.
         let clients: BTreeSet<usize> = ledger
@@ -490,7 +600,7 @@ fn summarize(
             format!("{:.4}", ratio),
         );
     }
-    if matches!(name, "region-kill" | "partition") {
+    if matches!(name, "region-kill" | "drain") {
         let within = failover.is_some_and(|f| f <= Duration::from_secs(10));
         run.check(
             "the hit region's clients are answered by another region within 10 s",

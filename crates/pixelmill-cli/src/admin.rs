@@ -62,14 +62,28 @@ pub async fn migrate(meta: String, region: RegionArgs) -> Result<()> {
 pub enum RegionAction {
     /// Take the region out of geo-DNS on purpose (a planned evacuation): its nodes report
     /// unready, the other regions adopt its queued jobs, its running jobs finish.
-    Drain,
+    Drain(RegionNode),
     /// Give a drained region its place back.
-    Undrain,
+    Undrain(RegionNode),
 }
 
-/// Drains or undrains the region of the node at `url`.
-pub async fn region(url: &str, action: RegionAction, key: Option<&str>) -> Result<()> {
-    let draining = matches!(action, RegionAction::Drain);
+/// The node a region command goes to.
+#[derive(Args)]
+pub struct RegionNode {
+    /// A node of the region, its base URL
+    #[arg(long, env = "PIXELMILL_URL")]
+    url: String,
+    /// An admin API key
+    #[arg(long, env = "PIXELMILL_KEY", hide_env_values = true)]
+    key: Option<String>,
+}
+
+/// Drains or undrains the region of the node named.
+pub async fn region(action: RegionAction) -> Result<()> {
+    let (draining, RegionNode { url, key }) = match action {
+        RegionAction::Drain(node) => (true, node),
+        RegionAction::Undrain(node) => (false, node),
+    };
     let mut request = reqwest::Client::new()
         .put(format!("{}/v1/admin/region", url.trim_end_matches('/')))
         .json(&serde_json::json!({ "draining": draining }));

@@ -99,12 +99,6 @@ enum Command {
     Region {
         #[command(subcommand)]
         action: admin::RegionAction,
-        /// A node of the region, its base URL
-        #[arg(long, env = "PIXELMILL_URL")]
-        url: String,
-        /// An admin API key
-        #[arg(long, env = "PIXELMILL_KEY", hide_env_values = true)]
-        key: Option<String>,
     },
     /// Run the geo-DNS server: the service name answered with the nearest healthy region's nodes.
     Geodns(admin::GeoDnsArgs),
@@ -171,7 +165,7 @@ async fn main() -> Result<()> {
         } => remote::resolve(dns, &name, client_subnet, bind).await,
         Command::Raft { at, action } => admin::raft(&at, action).await,
         Command::Migrate { meta, region } => admin::migrate(meta, region).await,
-        Command::Region { action, url, key } => admin::region(&url, action, key.as_deref()).await,
+        Command::Region { action } => admin::region(action).await,
         Command::Geodns(args) => admin::geodns(args).await,
     }
 }

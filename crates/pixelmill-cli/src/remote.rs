@@ -13,26 +13,36 @@ use std::time::Duration;
 #[derive(Args)]
 pub struct Connect {
     /// A node's base URL [default: http://127.0.0.1:8080, the embedded default]
-    #[arg(long, env = "PIXELMILL_URL")]
+    #[arg(long, global = true, env = "PIXELMILL_URL")]
     url: Option<String>,
     /// A geo-DNS server, ADDRESS:PORT (`cluster/geo/geo dns` prints it); the service name is then
     /// resolved there, and calls fail over between the nodes and regions it answers with
-    #[arg(long, env = "PIXELMILL_DNS")]
+    #[arg(long, global = true, env = "PIXELMILL_DNS")]
     dns: Option<SocketAddr>,
     /// The service name resolved through --dns
-    #[arg(long, env = "PIXELMILL_SERVICE", default_value = "api.pixelmill.test")]
+    #[arg(
+        long,
+        global = true,
+        env = "PIXELMILL_SERVICE",
+        default_value = "api.pixelmill.test"
+    )]
     service: String,
     /// The service's port, with --dns
-    #[arg(long, env = "PIXELMILL_SERVICE_PORT", default_value_t = 8080)]
+    #[arg(
+        long,
+        global = true,
+        env = "PIXELMILL_SERVICE_PORT",
+        default_value_t = 8080
+    )]
     port: u16,
     /// The local address to send from (with the geo cluster, 10.77.10I.1 is region I's client)
-    #[arg(long, env = "PIXELMILL_BIND")]
+    #[arg(long, global = true, env = "PIXELMILL_BIND")]
     bind: Option<IpAddr>,
     /// API key, sent as a bearer token
-    #[arg(long, env = "PIXELMILL_KEY", hide_env_values = true)]
+    #[arg(long, global = true, env = "PIXELMILL_KEY", hide_env_values = true)]
     key: Option<String>,
     /// How long a call keeps trying other nodes and regions before it gives up, e.g. 60s
-    #[arg(long, env = "PIXELMILL_DEADLINE", value_parser = crate::duration, default_value = "60s")]
+    #[arg(long, global = true, env = "PIXELMILL_DEADLINE", value_parser = crate::duration, default_value = "60s")]
     deadline: Duration,
 }
 

@@ -79,8 +79,6 @@ pub(crate) struct Call<'a> {
     pub path: &'a str,
     pub headers: Vec<(&'static str, String)>,
     pub body: Option<Bytes>,
-    /// Whether a 404 may be the other region not having replicated yet, worth one more round.
-    pub retry_not_found: bool,
 }
 
 impl<'a> Call<'a> {
@@ -90,7 +88,6 @@ impl<'a> Call<'a> {
             path,
             headers: Vec::new(),
             body: None,
-            retry_not_found: false,
         }
     }
 }
@@ -140,7 +137,6 @@ impl Client {
             path: "/v1/images",
             headers,
             body: Some(bytes),
-            retry_not_found: false,
         };
         json(self.send(&call).await?).await
     }
@@ -173,8 +169,6 @@ impl Client {
                 ("content-type", "application/json".to_owned()),
             ],
             body: Some(body.into()),
-            // The image may have been uploaded in a region whose record has not reached this one.
-            retry_not_found: true,
         };
         json(self.send(&call).await?).await
     }
@@ -302,7 +296,7 @@ impl Client {
         }
         match result {
             Err(err) => Outcome::TryElsewhere(err.to_string()),
-            Ok(response) => classify(response, call).await,
+            Ok(response) => classify(response).await,
         }
     }
 
@@ -336,15 +330,17 @@ enum Outcome {
     TryElsewhere(String),
 }
 
-async fn classify(response: reqwest::Response, call: &Call<'_>) -> Outcome {
+async fn classify(response: reqwest::Response) -> Outcome {
     let status = response.status();
     if status.is_success() || status.is_redirection() {
         return Outcome::Answer(response);
     }
+    // A node that cannot serve now; a 404 is final (a node that lacks a record another region
+    // wrote moments ago asks the other regions itself before it answers 404).
     let retry_elsewhere = matches!(
         status,
         StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
-    ) || (status == StatusCode::NOT_FOUND && call.retry_not_found);
+    );
     let error = api_error(response).await;
     if retry_elsewhere {
         Outcome::TryElsewhere(error.to_string())

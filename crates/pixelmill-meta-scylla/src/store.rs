@@ -93,19 +93,27 @@ impl ScyllaMetaStore {
         key: (&str, &str),
         decide: impl Fn(&JobRecord) -> Option<JobRecord>,
     ) -> MetaResult<Result<JobRecord, Option<JobRecord>>> {
+        // A compare-and-set that timed out may still have applied: what it wrote (and what it
+        // replaced), so the next serial read can tell that it did, even when `decide` would
+        // refuse the record it made (an adoption finds the job no longer `from`'s).
+        let mut in_doubt: Option<(String, JobRecord, JobRecord)> = None;
         for _ in 0..FENCE_ROUNDS {
             let Some(current) = self.job_serial(what, key).await? else {
                 return Ok(Err(None));
             };
+            if let Some((body, before, next)) = in_doubt.take() {
+                if current == body {
+                    self.reindex(what, Some(&before), &next).await?;
+                    return Ok(Ok(next));
+                }
+            }
             let stored: JobRecord = serde_json::from_str(&current).map_err(|e| corrupt(what, e))?;
             let Some(next) = decide(&stored) else {
                 return Ok(Err(Some(stored)));
             };
             let body = json(&next);
             if current == body {
-                // Ours already (a round that timed out had applied): make sure it is listed.
-                self.reindex(what, None, &next).await?;
-                return Ok(Ok(next));
+                return Ok(Ok(next)); // an earlier write of this very record
             }
             let values = (&body, next.owner.as_deref(), key.0, key.1, &current);
             match self.run(what, &self.statements.cas_job, values).await {
@@ -118,7 +126,7 @@ impl ScyllaMetaStore {
                     // an adoption): read again and decide on what is there now.
                 }
                 // Maybe applied: the next serial read settles it.
-                Err(MetaError::Timeout(_)) => {}
+                Err(MetaError::Timeout(_)) => in_doubt = Some((body, stored, next)),
                 Err(err) => return Err(err),
             }
         }
@@ -418,12 +426,30 @@ impl MetaStore for ScyllaMetaStore {
         from: &str,
         to: &str,
     ) -> MetaResult<Option<JobRecord>> {
-        self.cas_job("adopting a job", (tenant.as_str(), id.as_str()), |stored| {
-            let adoptable = stored.owner.as_deref() == Some(from) && !stored.status.is_final();
-            adoptable.then(|| stored.adopted_by(to))
-        })
-        .await
-        .map(Result::ok)
+        let what = "adopting a job";
+        let s = &self.statements;
+        // Listed as `to`'s before the claim: a claim whose answer is lost (every settling read
+        // timed out) is still found by `to`'s own pass over its unfinished jobs.
+        let row = (
+            to,
+            shard_of(id.as_str(), JOB_OWNER_SHARDS),
+            tenant.as_str(),
+            id.as_str(),
+        );
+        self.run(what, &s.list_job, row).await?;
+        let claimed = self
+            .cas_job(what, (tenant.as_str(), id.as_str()), |stored| {
+                let adoptable = stored.owner.as_deref() == Some(from) && !stored.status.is_final();
+                adoptable.then(|| stored.adopted_by(to))
+            })
+            .await?;
+        match claimed {
+            Ok(adopted) => Ok(Some(adopted)),
+            Err(_) => {
+                self.run(what, &s.unlist_job, row).await?;
+                Ok(None)
+            }
+        }
     }
 
     async fn unfinished_jobs(

@@ -95,6 +95,9 @@ struct Shared {
     /// Wakes the replicator when a blob is queued.
     queued: Arc<Notify>,
     metrics: ReplicationMetrics,
+    /// Peers that failed a copy lately, and until when they are left alone: the replicator
+    /// backs off from them, and a second copy asks them last.
+    backoff: Mutex<HashMap<String, Backoff>>,
 }
 
 impl Shared {
@@ -117,6 +120,33 @@ impl Shared {
         }
         self.queued.notify_one();
         Ok(())
+    }
+
+    fn backing_off(&self, peer: &Peer) -> bool {
+        let backoff = self.backoff.lock().expect("backoff lock");
+        backoff
+            .get(&peer.region)
+            .is_some_and(|b| b.retry_at > Instant::now())
+    }
+
+    /// Notes whether a copy to `peer` worked: a failure backs it off a while longer.
+    fn record(&self, peer: &Peer, ok: bool) {
+        let mut backoff = self.backoff.lock().expect("backoff lock");
+        if ok {
+            backoff.remove(&peer.region);
+            return;
+        }
+        let entry = backoff.entry(peer.region.clone()).or_insert(Backoff {
+            failures: 0,
+            retry_at: Instant::now(),
+        });
+        entry.failures = entry.failures.saturating_add(1);
+        let wait = FIRST_RETRY
+            .saturating_mul(1u32 << entry.failures.min(16))
+            .min(LAST_RETRY);
+        // Jitter, so the regions' replicators do not retry a recovering peer in step.
+        let wait = wait.mul_f64(rand::random_range(0.5..1.0));
+        entry.retry_at = Instant::now() + wait;
     }
 
     /// Streams `key` from this region to `peer`: the bytes copied, or `None` when the peer has
@@ -215,18 +245,33 @@ impl RegionalBlobs {
                 meta,
                 queued: Arc::new(Notify::new()),
                 metrics,
+                backoff: Mutex::new(HashMap::new()),
             }),
         }
     }
 
-    /// Copies a blob just written here to one other region now, nearest first (the order of
-    /// the peers), and records the copy: the region that holds it. The replicator still copies
-    /// it to the others (and finds it present in that one).
-    pub async fn second_copy(&self, key: &BlobKey) -> BlobResult<String> {
+    /// Copies a blob of `len` bytes just written here to one other region now, nearest first
+    /// (the order of the peers; those failing lately last), and records the copy: the region
+    /// that holds it. Each region gets a bounded time, so one that is unreachable costs an
+    /// upload seconds, not its whole timeout. The replicator still copies the blob to the others
+    /// (and finds it present in that one).
+    pub async fn second_copy(&self, key: &BlobKey, len: u64) -> BlobResult<String> {
+        let limit = SECOND_COPY_TIMEOUT + Duration::from_secs_f64(len as f64 / SECOND_COPY_RATE);
         let shared = &self.shared;
+        let mut peers: Vec<&Peer> = shared.peers.iter().collect();
+        // Peers that failed lately go last (the sort is stable: nearest first otherwise).
+        peers.sort_by_key(|p| shared.backing_off(p));
         let mut last = BlobError::Unavailable("this region has no peer region".into());
-        for peer in &shared.peers {
-            match shared.copy(key, peer).await {
+        for peer in peers {
+            let copied = tokio::time::timeout(limit, shared.copy(key, peer)).await;
+            let copied = copied.unwrap_or_else(|_| {
+                Err(BlobError::Timeout(format!(
+                    "copying to region {} took longer than {limit:?}",
+                    peer.region
+                )))
+            });
+            shared.record(peer, copied.is_ok());
+            match copied {
                 Ok(_) => {
                     let recorded = shared.meta.put_blob_replica(key, &peer.region).await;
                     recorded.map_err(|e| meta_error("recording the second copy", e))?;
@@ -245,7 +290,6 @@ impl RegionalBlobs {
     pub fn replicator(&self) -> Replicator {
         Replicator {
             shared: self.shared.clone(),
-            backoff: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -390,6 +434,11 @@ impl BlobWriter for QueuingWriter {
     }
 }
 
+/// How long a second copy may take in one peer before the next is asked (an upload waits on
+/// it): this, plus the body's size at `SECOND_COPY_RATE` bytes a second.
+const SECOND_COPY_TIMEOUT: Duration = Duration::from_secs(3);
+const SECOND_COPY_RATE: f64 = 8.0 * 1024.0 * 1024.0;
+
 /// Tasks read per peer and turn, and copied at once.
 const BATCH: usize = 64;
 const CONCURRENT_COPIES: usize = 8;
@@ -406,36 +455,9 @@ struct Backoff {
 /// its own queue and backoff, so one that is down delays no other.
 pub struct Replicator {
     shared: Arc<Shared>,
-    backoff: Mutex<HashMap<String, Backoff>>,
 }
 
 impl Replicator {
-    fn backing_off(&self, peer: &Peer) -> bool {
-        let backoff = self.backoff.lock().expect("backoff lock");
-        backoff
-            .get(&peer.region)
-            .is_some_and(|b| b.retry_at > Instant::now())
-    }
-
-    fn record(&self, peer: &Peer, ok: bool) {
-        let mut backoff = self.backoff.lock().expect("backoff lock");
-        if ok {
-            backoff.remove(&peer.region);
-            return;
-        }
-        let entry = backoff.entry(peer.region.clone()).or_insert(Backoff {
-            failures: 0,
-            retry_at: Instant::now(),
-        });
-        entry.failures = entry.failures.saturating_add(1);
-        let wait = FIRST_RETRY
-            .saturating_mul(1u32 << entry.failures.min(16))
-            .min(LAST_RETRY);
-        // Jitter, so the regions' replicators do not retry a recovering peer in step.
-        let wait = wait.mul_f64(rand::random_range(0.5..1.0));
-        entry.retry_at = Instant::now() + wait;
-    }
-
     /// Copies `task`'s blob to its peer and records the copy; `false` when the copy failed and
     /// the task stays queued.
     async fn replicate(&self, task: &ReplicationTask, peer: &Peer) -> Result<bool, String> {
@@ -484,7 +506,7 @@ impl Replicator {
             .pending_replications(&shared.region, &peer.region, BATCH)
             .await
             .map_err(|e| e.to_string())?;
-        let copies: Vec<_> = match self.backing_off(peer) {
+        let copies: Vec<_> = match shared.backing_off(peer) {
             true => Vec::new(),
             false => tasks
                 .iter()
@@ -500,7 +522,7 @@ impl Replicator {
         }
         let copied = outcomes.iter().filter(|o| matches!(o, Ok(true))).count();
         if !outcomes.is_empty() {
-            self.record(peer, copied == outcomes.len());
+            shared.record(peer, copied == outcomes.len());
         }
         // Tasks come oldest first, so the oldest still queued gives the lag.
         let oldest_pending = tasks

@@ -322,16 +322,19 @@ impl IngestState {
             .ok_or_else(|| ApiError::internal("the upload already ended"))?;
         writer.commit(&blob_key).await?;
         if let (Durability::TwoRegions, Some(regional)) = (durability, &self.deps.regional) {
-            let region = regional.second_copy(&blob_key).await.map_err(|e| {
-                ApiError::overloaded(
-                    format!(
+            let region = regional
+                .second_copy(&blob_key, self.len)
+                .await
+                .map_err(|e| {
+                    ApiError::overloaded(
+                        format!(
                         "the upload is stored in this region, but no second region took a copy \
                          ({e}), so it is not acknowledged; retry, or upload with \
                          Pixelmill-Durability: local"
                     ),
-                    2,
-                )
-            })?;
+                        2,
+                    )
+                })?;
             tracing::debug!(blob = %blob_key, %region, "second copy stored");
         }
         let record = ImageRecord {
