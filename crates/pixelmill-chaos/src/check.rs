@@ -8,7 +8,7 @@ use crate::hooks::Hooks;
 use crate::lab::Lab;
 use crate::load::Ledger;
 use futures::{stream, StreamExt};
-use pixelmill_client::{Client, ClientConfig, Service};
+use pixelmill_client::{Client, ClientConfig, Job, Service};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,7 +25,7 @@ pub struct Verdict {
     pub jobs_acknowledged: usize,
     pub jobs_succeeded: usize,
     pub jobs_failed: usize,
-    /// Jobs that never ended, or failed without a reason.
+    /// Jobs that never ended, or failed without a reason, with what each region last showed.
     pub jobs_lost: Vec<String>,
     /// Jobs whose outcome or output differs between regions.
     pub jobs_two_results: Vec<String>,
@@ -74,10 +74,9 @@ where
     }
 }
 
-/// The job's outcome in one region as it is now: `None` while it is not final; a succeeded job's
+/// The job's outcome as a region showed it: `None` while it is not final; a succeeded job's
 /// output is its bytes' hash, read through its download link (`None` when that read fails).
-async fn outcome(client: &Client, id: &str) -> Option<Outcome> {
-    let job = client.job(id).await.ok()?;
+async fn outcome(client: &Client, job: Job) -> Option<Outcome> {
     if !job.is_final() {
         return None;
     }
@@ -100,16 +99,28 @@ async fn outcome(client: &Client, id: &str) -> Option<Outcome> {
 }
 
 /// The job's outcome in one region once it has settled there (final, and a success's output
-/// readable), or what it last was when `deadline` passes.
-async fn settled(client: &Client, id: &str, deadline: Instant) -> Option<Outcome> {
+/// readable), or `Err` with what that region last showed when `deadline` passes.
+async fn settled(client: &Client, id: &str, deadline: Instant) -> Result<Outcome, String> {
     let mut last = None;
     loop {
-        last = outcome(client, id).await.or(last);
+        let shown = match client.job(id).await {
+            Ok(job) => {
+                let shown = format!(
+                    "{} (attempts {}, run by {})",
+                    job.status,
+                    job.attempts,
+                    job.region.as_deref().unwrap_or("?")
+                );
+                last = outcome(client, job).await.or(last);
+                shown
+            }
+            Err(err) => format!("unreadable: {err}"),
+        };
         let done = last
             .as_ref()
             .is_some_and(|o: &Outcome| o.status != "succeeded" || o.output.is_some());
         if done || Instant::now() >= deadline {
-            return last;
+            return last.ok_or(shown);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -184,19 +195,30 @@ pub async fn verify(lab: &Lab, ledger: &Ledger, hooks: &Hooks, limit: Duration) 
         verdict.jobs_adopted += usize::from(adopted);
         let statuses: BTreeSet<&str> = seen
             .iter()
-            .filter_map(|(_, o)| o.as_ref())
+            .filter_map(|(_, o)| o.as_ref().ok())
             .map(|o| o.status.as_str())
             .collect();
         let outputs: BTreeSet<&str> = seen
             .iter()
-            .filter_map(|(_, o)| o.as_ref()?.output.as_deref())
+            .filter_map(|(_, o)| o.as_ref().ok()?.output.as_deref())
             .collect();
-        let ended = seen.iter().all(|(_, o)| o.is_some());
-        let first = seen.iter().find_map(|(_, o)| o.clone());
+        let ended = seen.iter().all(|(_, o)| o.is_ok());
+        let first = seen.iter().find_map(|(_, o)| o.clone().ok());
         match first {
             Some(o) if ended && o.status == "succeeded" => verdict.jobs_succeeded += 1,
             Some(o) if ended && o.status == "failed" => verdict.jobs_failed += 1,
-            _ => verdict.jobs_lost.push(id.clone()),
+            _ => {
+                let shown: Vec<String> = seen
+                    .iter()
+                    .map(|(region, o)| match o {
+                        Ok(o) => format!("{region}: {}", o.status),
+                        Err(shown) => format!("{region}: {shown}"),
+                    })
+                    .collect();
+                verdict
+                    .jobs_lost
+                    .push(format!("{id} ({})", shown.join("; ")));
+            }
         }
         if statuses.len() > 1 || outputs.len() > 1 {
             verdict
@@ -205,12 +227,12 @@ pub async fn verify(lab: &Lab, ledger: &Ledger, hooks: &Hooks, limit: Duration) 
         }
         if seen
             .iter()
-            .any(|(_, o)| o.as_ref().is_some_and(|o| o.status == "succeeded"))
+            .any(|(_, o)| o.as_ref().is_ok_and(|o| o.status == "succeeded"))
         {
             verdict.links_handed_out += 1;
             for (region, o) in &seen {
                 if o.as_ref()
-                    .is_some_and(|o| o.status == "succeeded" && o.output.is_none())
+                    .is_ok_and(|o| o.status == "succeeded" && o.output.is_none())
                 {
                     verdict.links_broken.push(format!("{id} in {region}"));
                 }

@@ -6,7 +6,7 @@
 
 use crate::lab::Lab;
 use anyhow::{Context, Result};
-use pixelmill_client::{Client, ClientConfig, JobRequest, Service};
+use pixelmill_client::{Client, JobRequest};
 use pixelmill_core::{NotifySpec, OutputFormat, OutputSpec, PipelineStep};
 use serde::Serialize;
 use std::fmt::Write;
@@ -39,15 +39,7 @@ fn row(wan_rtt_ms: u64, what: &str, mut took: Vec<Duration>) -> Row {
 
 /// Measures from a client of `region`, `samples` of each, at each added round trip.
 pub async fn measure(lab: &Lab, region: &str, samples: usize) -> Result<Vec<Row>> {
-    let service = Service::Geo {
-        dns: lab.dns,
-        name: lab.service.clone(),
-        port: 8080,
-        scheme: "http".into(),
-    };
-    let mut config = ClientConfig::new(service);
-    config.local = Some(lab.client_ip(region));
-    let client = Client::new(config);
+    let client = Client::new(lab.client_config(region));
     let mut rows = Vec::new();
     for wan in [0u64, 120] {
         lab.geo(&["latency", &wan.to_string()])?;

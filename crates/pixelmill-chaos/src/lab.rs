@@ -67,6 +67,19 @@ impl Lab {
         listed.take(self.nodes.into()).collect()
     }
 
+    /// A client of `region`: it finds the service through geo-DNS, from `region`'s client address.
+    pub fn client_config(&self, region: &str) -> pixelmill_client::ClientConfig {
+        let service = pixelmill_client::Service::Geo {
+            dns: self.dns,
+            name: self.service.clone(),
+            port: 8080,
+            scheme: "http".into(),
+        };
+        let mut config = pixelmill_client::ClientConfig::new(service);
+        config.local = Some(self.client_ip(region));
+        config
+    }
+
     /// The address a client of `region` sends from (cluster/net/layout: 10.77.10I.1).
     pub fn client_ip(&self, region: &str) -> IpAddr {
         let i = self.index(region);

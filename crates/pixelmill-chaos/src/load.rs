@@ -5,7 +5,7 @@
 
 use crate::lab::Lab;
 use bytes::Bytes;
-use pixelmill_client::{Attempt, Client, ClientConfig, JobRequest, Service};
+use pixelmill_client::{Attempt, Client, JobRequest};
 use pixelmill_core::{NotifySpec, OutputFormat, OutputSpec, PipelineStep};
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -133,14 +133,7 @@ fn client_for(
     ledger: SharedLedger,
     started: Instant,
 ) -> (Client, Served) {
-    let service = Service::Geo {
-        dns: lab.dns,
-        name: lab.service.clone(),
-        port: 8080,
-        scheme: "http".into(),
-    };
-    let mut config = ClientConfig::new(service);
-    config.local = Some(lab.client_ip(region));
+    let mut config = lab.client_config(region);
     config.deadline = Duration::from_secs(30);
     config.attempt_timeout = Duration::from_secs(8);
     let served = Arc::new(Mutex::new(None));

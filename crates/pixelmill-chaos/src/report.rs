@@ -62,6 +62,20 @@ pub fn markdown(reports: &[ScenarioReport]) -> String {
                 c.detail
             );
         }
+        let v = &r.verdict;
+        let problems = [
+            ("uploads lost", &v.uploads_lost),
+            ("jobs lost", &v.jobs_lost),
+            ("jobs with two results", &v.jobs_two_results),
+            ("jobs announced with two outcomes", &v.webhook_conflicts),
+            ("links broken", &v.links_broken),
+        ];
+        for (what, items) in problems.iter().filter(|(_, items)| !items.is_empty()) {
+            let _ = writeln!(md, "\n{what}:\n");
+            for item in items.iter() {
+                let _ = writeln!(md, "- {item}");
+            }
+        }
     }
     md
 }

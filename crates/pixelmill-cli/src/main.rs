@@ -128,6 +128,16 @@ fn duration(s: &str) -> Result<Duration, String> {
     pixelmill_core::parse_duration(s).map_err(|e| e.to_string())
 }
 
+/// An output format by its name (`jpeg`, `png`, …, `original`).
+fn output_format(name: &str) -> Result<pixelmill_core::OutputFormat> {
+    use anyhow::Context;
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).with_context(|| {
+        format!(
+            "unknown output format {name:?}: use jpeg, png, webp, gif, avif, tiff, bmp or original"
+        )
+    })
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     pixelmill_engine::keep_freed_buffers_mapped();

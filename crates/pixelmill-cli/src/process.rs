@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use pixelmill_core::{IccMode, OutputFormat, OutputSpec, PipelineStep};
+use pixelmill_core::{IccMode, OutputSpec, PipelineStep};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -58,13 +58,7 @@ pub fn process(args: ProcessArgs) -> Result<()> {
             None => "original".to_owned(),
         },
     };
-    let format: OutputFormat = serde_json::from_value(serde_json::Value::String(format.clone()))
-        .with_context(|| {
-            format!(
-                "unknown output format {format:?}: use jpeg, png, webp, gif, avif, tiff, bmp or \
-                 original"
-            )
-        })?;
+    let format = crate::output_format(&format)?;
     let output = OutputSpec {
         format,
         quality: args.quality,

@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use pixelmill_client::{lookup, Client, ClientConfig, JobRequest, LookupOptions, Service};
-use pixelmill_core::{NotifySpec, OutputFormat, OutputSpec, PipelineStep};
+use pixelmill_core::{NotifySpec, OutputSpec, PipelineStep};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -116,9 +116,8 @@ pub async fn job(connect: &Connect, action: JobAction) -> Result<()> {
             webhook,
             idempotency_key,
         } => {
-            let format: OutputFormat = match format {
-                Some(name) => serde_json::from_value(serde_json::Value::String(name.clone()))
-                    .with_context(|| format!("unknown output format {name:?}"))?,
+            let format = match format {
+                Some(name) => crate::output_format(&name)?,
                 None => OutputSpec::default().format,
             };
             let request = JobRequest {

@@ -103,7 +103,7 @@ impl ScyllaMetaStore {
             };
             if let Some((body, before, next)) = in_doubt.take() {
                 if current == body {
-                    self.reindex(what, Some(&before), &next).await?;
+                    self.unlist_stale(what, Some(&before), &next).await?;
                     return Ok(Ok(next));
                 }
             }
@@ -115,11 +115,12 @@ impl ScyllaMetaStore {
             if current == body {
                 return Ok(Ok(next)); // an earlier write of this very record
             }
+            self.list_owner(what, Some(&stored), &next).await?;
             let values = (&body, next.owner.as_deref(), key.0, key.1, &current);
             match self.run(what, &self.statements.cas_job, values).await {
                 Ok(result) => {
                     if applied(what, result)?.0 {
-                        self.reindex(what, Some(&stored), &next).await?;
+                        self.unlist_stale(what, Some(&stored), &next).await?;
                         return Ok(Ok(next));
                     }
                     // Changed since the read (another write of this attempt's, a later lease's,
@@ -135,38 +136,54 @@ impl ScyllaMetaStore {
         )))
     }
 
-    /// Keeps `jobs_by_owner` to `after`: its owner's row while it is unfinished, no row once it
-    /// is final, and not `before`'s owner's any more. A row left behind by a failure here only
-    /// costs an adopter one read of the job.
-    async fn reindex(
+    /// `job`'s row in `jobs_by_owner` (owner, shard, tenant, id), if it has an owner.
+    fn owner_row(job: &JobRecord) -> Option<(String, i32, String, String)> {
+        let owner = job.owner.clone()?;
+        let shard = shard_of(job.id.as_str(), JOB_OWNER_SHARDS);
+        Some((
+            owner,
+            shard,
+            job.tenant.as_str().to_owned(),
+            job.id.as_str().to_owned(),
+        ))
+    }
+
+    /// Before `next` replaces `before`: lists it under its owner while it is unfinished. Listing
+    /// first keeps the index's invariant through a crash between the two writes: every stored
+    /// job that is not final is listed under its owner, so its owner's requeue pass or an
+    /// adopter finds it; a row the write never followed only costs those passes one read.
+    async fn list_owner(
         &self,
         what: &str,
         before: Option<&JobRecord>,
-        after: &JobRecord,
+        next: &JobRecord,
     ) -> MetaResult<()> {
-        let s = &self.statements;
-        let row = |job: &JobRecord| {
-            job.owner.clone().map(|owner| {
-                let shard = shard_of(job.id.as_str(), JOB_OWNER_SHARDS);
-                (
-                    owner,
-                    shard,
-                    job.tenant.as_str().to_owned(),
-                    job.id.as_str().to_owned(),
-                )
-            })
-        };
-        let (old, new) = (before.and_then(row), row(after));
-        let moved = old != new || before.is_none();
-        let unlist = [
-            old.filter(|o| Some(o) != new.as_ref()),
-            new.clone().filter(|_| after.status.is_final()),
-        ];
-        for gone in unlist.into_iter().flatten() {
-            self.run(what, &s.unlist_job, gone).await?;
+        let listed = before.is_some_and(|b| b.owner == next.owner && !b.status.is_final());
+        match Self::owner_row(next) {
+            Some(row) if !listed && !next.status.is_final() => {
+                self.run(what, &self.statements.list_job, row).await?;
+                Ok(())
+            }
+            _ => Ok(()),
         }
-        if let Some(new) = new.filter(|_| moved && !after.status.is_final()) {
-            self.run(what, &s.list_job, new).await?;
+    }
+
+    /// After `next` replaced `before`: drops the rows that no longer hold, `before`'s owner's if
+    /// the owner changed and `next`'s own once it is final.
+    async fn unlist_stale(
+        &self,
+        what: &str,
+        before: Option<&JobRecord>,
+        next: &JobRecord,
+    ) -> MetaResult<()> {
+        let new = Self::owner_row(next);
+        let old = before.and_then(Self::owner_row);
+        let stale = [
+            old.filter(|o| Some(o) != new.as_ref()),
+            new.filter(|_| next.status.is_final()),
+        ];
+        for row in stale.into_iter().flatten() {
+            self.run(what, &self.statements.unlist_job, row).await?;
         }
         Ok(())
     }
@@ -330,10 +347,10 @@ impl ScyllaMetaStore {
         Ok(earliest)
     }
 
-    /// A link's TTL in seconds: its rows outlive its expiry by `link_retention`.
+    /// A link's TTL in seconds, rounded up: its rows outlive its expiry by `link_retention`.
     fn link_ttl(&self, expires_at: UnixMillis) -> i32 {
         let until = expires_at + self.config.link_retention.as_millis() as i64 - now_ms();
-        (until / 1000).clamp(1, i32::MAX.into()) as i32
+        ((until + 999) / 1000).clamp(1, i32::MAX.into()) as i32
     }
 }
 
@@ -396,8 +413,9 @@ impl MetaStore for ScyllaMetaStore {
             json(job),
             job.owner.as_deref(),
         );
+        self.list_owner(what, None, job).await?;
         self.run(what, &s.put_job, values).await?;
-        self.reindex(what, None, job).await
+        self.unlist_stale(what, None, job).await
     }
 
     async fn get_job(&self, tenant: &TenantId, id: &JobId) -> MetaResult<Option<JobRecord>> {
@@ -427,16 +445,8 @@ impl MetaStore for ScyllaMetaStore {
         to: &str,
     ) -> MetaResult<Option<JobRecord>> {
         let what = "adopting a job";
-        let s = &self.statements;
-        // Listed as `to`'s before the claim: a claim whose answer is lost (every settling read
-        // timed out) is still found by `to`'s own pass over its unfinished jobs.
-        let row = (
-            to,
-            shard_of(id.as_str(), JOB_OWNER_SHARDS),
-            tenant.as_str(),
-            id.as_str(),
-        );
-        self.run(what, &s.list_job, row).await?;
+        // `cas_job` lists the job as `to`'s before its claim: a claim whose answer is lost
+        // (every settling read timed out) is still found by `to`'s own pass over its jobs.
         let claimed = self
             .cas_job(what, (tenant.as_str(), id.as_str()), |stored| {
                 let adoptable = stored.owner.as_deref() == Some(from) && !stored.status.is_final();
@@ -445,8 +455,16 @@ impl MetaStore for ScyllaMetaStore {
             .await?;
         match claimed {
             Ok(adopted) => Ok(Some(adopted)),
-            Err(_) => {
-                self.run(what, &s.unlist_job, row).await?;
+            Err(stored) => {
+                // Not `to`'s: drop the row a round that lost the race may have left.
+                let ours = stored
+                    .as_ref()
+                    .is_some_and(|s| s.owner.as_deref() == Some(to));
+                if !ours {
+                    let shard = shard_of(id.as_str(), JOB_OWNER_SHARDS);
+                    let row = (to, shard, tenant.as_str(), id.as_str());
+                    self.run(what, &self.statements.unlist_job, row).await?;
+                }
                 Ok(None)
             }
         }

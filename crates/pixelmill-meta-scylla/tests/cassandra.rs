@@ -25,7 +25,7 @@ async fn links_vanish_after_their_ttl() {
     if !cluster_available() {
         return;
     }
-    let store = store(&unique_keyspace(), 1, "&link_retention=2").await;
+    let store = store(&unique_keyspace(), 1, "&link_retention=4").await;
     let link = suite::link(&suite::unique_blob(), now_ms());
     store.put_link(&link).await.unwrap();
     assert_eq!(
@@ -34,7 +34,7 @@ async fn links_vanish_after_their_ttl() {
     );
     assert!(store.blob_has_links(&link.blob_key).await.unwrap());
     eventually(
-        Duration::from_secs(10),
+        Duration::from_secs(15),
         "the link's rows expire",
         || async { store.get_link(&link.token).await.unwrap().is_none() },
     )

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Reads an SSE stream to its end and returns the `status` events' data.
-async fn read_events(response: reqwest::Response) -> Vec<Value> {
+pub(crate) async fn read_events(response: reqwest::Response) -> Vec<Value> {
     let mut text = String::new();
     let mut body = response.bytes_stream();
     while let Some(chunk) = tokio::time::timeout(Duration::from_secs(60), body.next())

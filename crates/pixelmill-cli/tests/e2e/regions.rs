@@ -61,9 +61,9 @@ async fn finished_job(client: &Client, image: &str, op: &str) -> Value {
 }
 
 /// An image uploaded in eu, while eu's replicator is off, downloads in us by read-through (the
-/// original, and the output of a job run in eu), and a job on it runs in us; us's bucket holds
-/// no copy of the original then. Once eu replicates, us's bucket has the original and eu's
-/// output, eu's lag gauge is back to 0, and us serves the same bytes without reading through.
+/// original, and the output of a job run in eu), a job on it runs in us, and a job run in eu is
+/// followed to its end from us; us's bucket holds no copy of the original then. Once eu
+/// replicates, us's bucket has the original and eu's outputs, eu's lag gauge is back to 0, and us serves the same bytes without reading through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_uploaded_in_one_region_downloads_in_the_other() {
     if std::env::var_os("PIXELMILL_E2E_REGION").is_none() {
@@ -138,6 +138,28 @@ async fn an_image_uploaded_in_one_region_downloads_in_the_other() {
     );
     // Another pipeline than eu's, so another output key.
     finished_job(&us, &image, "sepia").await;
+
+    // A job run in eu, followed from us: the stream follows the job record, which reaches us.
+    let job =
+        json!({"image_id": image, "pipeline": [{"op": "invert"}], "output": {"format": "png"}});
+    let (status, accepted) = eu_client.create_job(&job, None).await;
+    assert_eq!(status, 202, "{accepted}");
+    let events_path = format!("/v1/jobs/{}/events", accepted["id"].as_str().unwrap());
+    let deadline = seconds(10);
+    let stream = loop {
+        let response = us.http.get(us.url(&events_path)).send().await.unwrap();
+        if response.status() == 200 {
+            break response;
+        }
+        poll_again(deadline, "the job's record reaching us").await;
+    };
+    let events = crate::events::read_events(stream).await;
+    let last = events.last().expect("at least the job as it is");
+    assert_eq!(last["status"], "succeeded", "{events:?}");
+    assert_eq!(
+        (last["home_region"].as_str(), last["region"].as_str()),
+        (Some("eu"), Some("eu"))
+    );
     assert_eq!(
         count_in_bucket(&us_bucket, "orig/").await,
         0,
@@ -154,7 +176,7 @@ async fn an_image_uploaded_in_one_region_downloads_in_the_other() {
     eu_client = Client::new(eu.base_url());
     let deadline = seconds(30);
     while count_in_bucket(&us_bucket, "orig/").await != 1
-        || count_in_bucket(&us_bucket, "out/").await != 2
+        || count_in_bucket(&us_bucket, "out/").await != 3
     {
         poll_again(deadline, "eu's original and output reaching us's bucket").await;
     }
@@ -168,7 +190,7 @@ async fn an_image_uploaded_in_one_region_downloads_in_the_other() {
         poll_again(deadline, "eu's replication lag returning to 0").await;
     }
     let deadline = seconds(30);
-    while count_in_bucket(&eu_bucket, "out/").await != 2 {
+    while count_in_bucket(&eu_bucket, "out/").await != 3 {
         poll_again(deadline, "us's output reaching eu's bucket").await;
     }
 
