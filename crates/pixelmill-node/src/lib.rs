@@ -187,13 +187,14 @@ impl Node {
             None => None,
         };
 
+        let upload_handle = upload::UploadHandle::default();
         let state = AppState {
             meta: meta.clone(),
             blob: blob.clone(),
             jobs: jobs.clone(),
             registry,
             events,
-            uploads: Arc::new(upload::UploadHandle),
+            uploads: Arc::new(upload_handle.clone()),
             settings: ApiSettings {
                 max_body_bytes: config.max_body_bytes,
                 public_url: public_url.clone(),
@@ -236,6 +237,7 @@ impl Node {
             .collect();
         let listener = Arc::new(Mutex::new(Some(listener)));
         let upload_deps = Arc::new(upload::UploadDeps {
+            handle: upload_handle,
             meta: meta.clone(),
             blob: blob.clone(),
             regional,
@@ -246,9 +248,7 @@ impl Node {
             spool_dir,
         });
         let mut children = vec![
-            ChildSpec::actor(upload::ROLE_NAME, move || {
-                (upload::UploadRole, upload_deps.clone())
-            }),
+            ChildSpec::actor("upload", move || (upload::UploadRole, upload_deps.clone())),
             ChildSpec::looping(
                 "scheduler",
                 Arc::new(roles::SchedulerTicker {
@@ -265,7 +265,11 @@ impl Node {
                     meta: meta.clone(),
                     delivery: WebhookDelivery::new(
                         secret,
-                        WebhookConfig::default(),
+                        WebhookConfig {
+                            region: config.region.clone(),
+                            owner_first: config.region_grace,
+                            ..WebhookConfig::default()
+                        },
                         notify_metrics,
                     )
                     .map_err(|e| NodeError::Io(format!("webhook client: {e}")))?,
@@ -300,7 +304,7 @@ impl Node {
             children.push(ChildSpec::looping("failover", Arc::new(failover)));
         }
         let (root, finished) = Actor::spawn(
-            Some(format!("node-{}", config.node_id)),
+            None,
             Supervisor,
             SupervisorArgs {
                 children,

@@ -33,11 +33,18 @@ pub trait LoopTask: Send + Sync + 'static {
     }
 }
 
-pub struct LoopActor<T>(PhantomData<fn() -> T>);
+pub struct LoopActor<T> {
+    /// What its logs call it.
+    name: String,
+    task: PhantomData<fn() -> T>,
+}
 
 impl<T> LoopActor<T> {
-    pub fn new() -> Self {
-        Self(PhantomData)
+    pub fn new(name: String) -> Self {
+        Self {
+            name,
+            task: PhantomData,
+        }
     }
 }
 
@@ -97,7 +104,7 @@ impl<T: LoopTask> Actor for LoopActor<T> {
         }
         state.turns += 1;
         let pace = state.task.turn().await.unwrap_or_else(|err| {
-            tracing::warn!(actor = ?myself.get_name(), %err, "turn failed; retrying after the idle interval");
+            tracing::warn!(actor = %self.name, %err, "turn failed; retrying after the idle interval");
             Pace::Idle
         });
         match pace {

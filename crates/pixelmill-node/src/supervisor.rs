@@ -5,7 +5,7 @@
 use crate::looping::{LoopActor, LoopTask};
 use crate::metrics::NodeMetrics;
 use futures::future::BoxFuture;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 type SpawnFn =
     Arc<dyn Fn(ActorCell) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> + Send + Sync>;
 
-/// How to (re)start one child.
+/// How to (re)start one child. Children are known by their actor ids, never by registered
+/// names (process-wide in ractor), so several nodes run in one process.
 #[derive(Clone)]
 pub struct ChildSpec {
+    /// What logs and the restart metric call it.
     pub name: String,
     spawn: SpawnFn,
 }
@@ -27,11 +29,9 @@ impl ChildSpec {
         Self {
             name,
             spawn: Arc::new(move |parent| {
-                let (name, task) = (actor_name.clone(), task.clone());
+                let (actor, task) = (LoopActor::<T>::new(actor_name.clone()), task.clone());
                 Box::pin(async move {
-                    let (actor, _) =
-                        Actor::spawn_linked(Some(name), LoopActor::<T>::new(), task, parent)
-                            .await?;
+                    let (actor, _) = Actor::spawn_linked(None, actor, task, parent).await?;
                     Ok(actor.get_cell())
                 })
             }),
@@ -45,16 +45,14 @@ impl ChildSpec {
     where
         A: Actor,
     {
-        let name = name.into();
-        let actor_name = name.clone();
         let make = Arc::new(make);
         Self {
-            name,
+            name: name.into(),
             spawn: Arc::new(move |parent| {
-                let (name, make) = (actor_name.clone(), make.clone());
+                let make = make.clone();
                 Box::pin(async move {
                     let (actor, args) = make();
-                    let (actor, _) = Actor::spawn_linked(Some(name), actor, args, parent).await?;
+                    let (actor, _) = Actor::spawn_linked(None, actor, args, parent).await?;
                     Ok(actor.get_cell())
                 })
             }),
@@ -94,8 +92,15 @@ pub struct SupervisorArgs {
 }
 
 pub struct SupervisorState {
-    children: Vec<(ChildSpec, VecDeque<Instant>)>,
+    children: Vec<Child>,
     metrics: NodeMetrics,
+}
+
+struct Child {
+    spec: ChildSpec,
+    /// The actor running it now.
+    id: ActorId,
+    restarts: VecDeque<Instant>,
 }
 
 impl Actor for Supervisor {
@@ -108,15 +113,17 @@ impl Actor for Supervisor {
         myself: ActorRef<()>,
         args: SupervisorArgs,
     ) -> Result<SupervisorState, ActorProcessingErr> {
-        for child in &args.children {
-            child.spawn(myself.get_cell()).await?;
+        let mut children = Vec::with_capacity(args.children.len());
+        for spec in args.children {
+            let id = spec.spawn(myself.get_cell()).await?.get_id();
+            children.push(Child {
+                spec,
+                id,
+                restarts: VecDeque::new(),
+            });
         }
         Ok(SupervisorState {
-            children: args
-                .children
-                .into_iter()
-                .map(|c| (c, VecDeque::new()))
-                .collect(),
+            children,
             metrics: args.metrics,
         })
     }
@@ -145,22 +152,24 @@ impl Actor for Supervisor {
             }
             _ => return Ok(()),
         };
-        let name = cell.get_name().unwrap_or_default();
-        let Some((spec, restarts)) = state.children.iter_mut().find(|(c, _)| c.name == name) else {
+        let Some(child) = state.children.iter_mut().find(|c| c.id == cell.get_id()) else {
             return Ok(());
         };
+        let name = child.spec.name.clone();
         let now = Instant::now();
-        restarts.retain(|at| now.duration_since(*at) < RESTART_WINDOW);
-        if restarts.len() >= MAX_RESTARTS {
+        child
+            .restarts
+            .retain(|at| now.duration_since(*at) < RESTART_WINDOW);
+        if child.restarts.len() >= MAX_RESTARTS {
             return Err(format!(
                 "{name} {why}, and was restarted {MAX_RESTARTS} times within a minute; giving up"
             )
             .into());
         }
-        restarts.push_back(now);
+        child.restarts.push_back(now);
         tracing::warn!(actor = %name, %why, "restarting");
         state.metrics.restarted(&name);
-        spec.spawn(myself.get_cell()).await?;
+        child.id = child.spec.spawn(myself.get_cell()).await?.get_id();
         Ok(())
     }
 }

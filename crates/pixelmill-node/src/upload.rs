@@ -19,21 +19,20 @@ use pixelmill_core::{now_ms, BlobKey, Durability, ImageId, ImageRecord, TenantId
 use pixelmill_engine::Limits;
 use pixelmill_meta::MetaStore;
 use ractor::rpc::CallResult;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent};
 use sha2::{Digest, Sha256};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tempfile::TempPath;
 use tokio::io::AsyncWriteExt;
 
 /// Bytes enough for every magic number the engine sniffs.
 const SNIFF_BYTES: usize = 32;
-/// The registered name of the role's actor; sessions find it by name, so they keep working after
-/// the supervisor restarts it.
-pub const ROLE_NAME: &str = "upload";
 
 pub struct UploadDeps {
+    /// Where the role publishes itself each time it starts, for the API to find it.
+    pub handle: UploadHandle,
     pub meta: Arc<dyn MetaStore>,
     pub blob: Arc<dyn BlobStore>,
     /// The region's blobs with their peers, when it has any: where a second copy comes from.
@@ -74,9 +73,10 @@ impl Actor for UploadRole {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<UploadMsg>,
+        myself: ActorRef<UploadMsg>,
         deps: Arc<UploadDeps>,
     ) -> Result<UploadState, ActorProcessingErr> {
+        *deps.handle.role.write().unwrap() = Some(myself);
         Ok(UploadState {
             deps,
             in_progress: 0,
@@ -367,15 +367,22 @@ fn inspect_file(
     Ok(pixelmill_engine::inspect(&body, limits))
 }
 
-/// The API's handle on the role.
-pub struct UploadHandle;
+/// The API's handle on the role: the actor as it last started (the supervisor restarts it), per
+/// node rather than by a process-wide name, so several nodes run in one process.
+#[derive(Clone, Default)]
+pub struct UploadHandle {
+    role: Arc<RwLock<Option<ActorRef<UploadMsg>>>>,
+}
 
 #[async_trait]
 impl Uploads for UploadHandle {
     async fn open(&self, tenant: TenantId) -> ApiResult<Box<dyn UploadSession>> {
-        let role = ActorRef::<UploadMsg>::where_is(ROLE_NAME).ok_or_else(|| {
-            ApiError::overloaded("the upload role is restarting; retry in a moment", 1)
-        })?;
+        let role = self.role.read().unwrap().clone();
+        let role = role
+            .filter(|r| r.get_status() == ActorStatus::Running)
+            .ok_or_else(|| {
+                ApiError::overloaded("the upload role is restarting; retry in a moment", 1)
+            })?;
         let ingest = answer(
             role.call(|reply| UploadMsg::Open(tenant, reply), None)
                 .await,

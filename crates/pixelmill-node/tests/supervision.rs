@@ -1,5 +1,6 @@
 //! The supervision tree in a real node: a worker actor that panics in the middle of a job is
-//! restarted by its supervisor, hands its lease back, and the job still completes.
+//! restarted by its supervisor, hands its lease back, and the job still completes; two nodes run
+//! in one process.
 
 mod common;
 
@@ -53,4 +54,21 @@ async fn a_panicking_worker_is_restarted_and_its_job_completes() {
         "the worker was restarted exactly once:\n{metrics}"
     );
     node.shutdown().await.unwrap();
+}
+
+/// Nothing in a node is registered under a process-wide name: two nodes run side by side in one
+/// process, each taking uploads and running jobs through its own actors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_run_side_by_side_in_one_process() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let lease_ttl = Duration::from_secs(30);
+    let a = common::one_worker_node(dir_a.path(), lease_ttl, |inner| inner).await;
+    let b = common::one_worker_node(dir_b.path(), lease_ttl, |inner| inner).await;
+    for node in [&a, &b] {
+        let client = Client::new(format!("http://{}", node.addr));
+        let job = common::run_a_job(&client, 32).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
 }

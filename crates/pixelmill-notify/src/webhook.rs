@@ -6,7 +6,7 @@ use crate::metrics::{NotifyMetrics, Outcome};
 use crate::signature::sign;
 use futures::stream::{self, StreamExt};
 use pixelmill_core::BackoffConfig;
-use pixelmill_core::{OutboxEvent, UnixMillis};
+use pixelmill_core::{JobRecord, OutboxEvent, UnixMillis};
 use pixelmill_meta::MetaStore;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{redirect, Client, Url};
@@ -24,6 +24,11 @@ pub struct WebhookConfig {
     /// How many webhooks are in flight at once.
     pub concurrency: usize,
     pub backoff: BackoffConfig,
+    /// This node's region, when it has one. Every region reads the whole outbox; an event of a
+    /// job another region owns is left to that region's notifiers for `owner_first` past each
+    /// due time, so one region sends it and the others stand in only when it does not.
+    pub region: Option<String>,
+    pub owner_first: Duration,
 }
 
 impl Default for WebhookConfig {
@@ -32,6 +37,8 @@ impl Default for WebhookConfig {
             timeout: Duration::from_secs(10),
             concurrency: 16,
             backoff: BackoffConfig::default(),
+            region: None,
+            owner_first: Duration::from_secs(30),
         }
     }
 }
@@ -143,6 +150,7 @@ impl WebhookDelivery {
             );
         }
         match meta.get_job(&event.tenant, &event.job_id).await {
+            Ok(Some(job)) if self.left_to_owner(&event, &job, now) => return None,
             Ok(Some(job)) => match readiness(&event, &job) {
                 Readiness::Ready => {}
                 Readiness::NotYet => return None,
@@ -159,6 +167,18 @@ impl WebhookDelivery {
             }
         }
         Some(self.send_and_settle(meta, event, now).await)
+    }
+
+    /// Whether `event` is another region's to send now: its job's owner's, within
+    /// `owner_first` of its due time.
+    fn left_to_owner(&self, event: &OutboxEvent, job: &JobRecord, now: UnixMillis) -> bool {
+        let owner_first = self.config.owner_first.as_millis() as i64;
+        match (&self.config.region, &job.owner) {
+            (Some(region), Some(owner)) => {
+                owner != region && now < event.next_attempt_at.saturating_add(owner_first)
+            }
+            _ => false,
+        }
     }
 
     async fn send_and_settle(

@@ -24,6 +24,7 @@ use tempfile::TempDir;
 const SECRET: &[u8] = b"whsec_integration";
 const NOW: UnixMillis = 1_700_000_000_000;
 const BASE_MS: i64 = 100;
+const OWNER_FIRST_MS: i64 = 30_000;
 
 /// What the receiver saw of one request.
 #[derive(Clone)]
@@ -85,6 +86,11 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
+        Self::with_region(None)
+    }
+
+    /// A node of `region`, whose notifier leaves other regions' events to them first.
+    fn with_region(region: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let meta = RedbMetaStore::open(&dir.path().join("meta.redb")).unwrap();
         let registry = Registry::new();
@@ -94,6 +100,8 @@ impl Harness {
                 max: Duration::from_secs(3600),
                 jitter: 0.0,
             },
+            region: region.map(str::to_owned),
+            owner_first: Duration::from_millis(OWNER_FIRST_MS as u64),
             ..WebhookConfig::default()
         };
         let metrics = NotifyMetrics::register(&registry).unwrap();
@@ -142,13 +150,22 @@ impl Harness {
     }
 
     async fn set_status(&self, event: &OutboxEvent, status: JobStatus) {
+        self.change_job(event, |job| job.status = status).await;
+    }
+
+    async fn set_owner(&self, event: &OutboxEvent, region: &str) {
+        self.change_job(event, |job| job.owner = Some(region.to_owned()))
+            .await;
+    }
+
+    async fn change_job(&self, event: &OutboxEvent, change: impl FnOnce(&mut JobRecord)) {
         let mut job = self
             .meta
             .get_job(&event.tenant, &event.job_id)
             .await
             .unwrap()
             .unwrap();
-        job.status = status;
+        change(&mut job);
         self.meta.put_job(&job).await.unwrap();
     }
 
@@ -413,4 +430,25 @@ async fn an_event_waits_for_its_job_to_show_the_outcome_it_announces() {
     assert_eq!(h.deliver(NOW).await, report(0, 0, 1));
     assert!(h.rows().await.is_empty());
     assert_eq!(receiver.seen().len(), 1, "only the first event was sent");
+}
+
+/// Every region reads the whole outbox: an event of a job another region owns is that region's
+/// to send for `owner_first` past its due time, and only then sent here, standing in for a
+/// region that could not.
+#[tokio::test]
+async fn another_regions_event_is_sent_here_only_once_its_owner_had_its_turn() {
+    let h = Harness::with_region(Some("us"));
+    let (receiver, url) = Receiver::start(&[]).await;
+    let theirs = h.enqueue(&url, DEFAULT_RETRY_WINDOW).await;
+    h.set_owner(&theirs, "eu").await;
+    for now in [NOW, NOW + OWNER_FIRST_MS - 1] {
+        assert_eq!(h.deliver(now).await.held, 1);
+    }
+    assert!(receiver.seen().is_empty());
+    assert_eq!(h.deliver(NOW + OWNER_FIRST_MS).await, report(1, 0, 0));
+
+    let ours = h.enqueue(&url, DEFAULT_RETRY_WINDOW).await;
+    h.set_owner(&ours, "us").await;
+    assert_eq!(h.deliver(NOW).await, report(1, 0, 0));
+    assert_eq!(receiver.seen().len(), 2);
 }
