@@ -5,7 +5,7 @@
 
 use crate::lab::Lab;
 use bytes::Bytes;
-use pixelmill_client::{Attempt, Client, JobRequest};
+use pixelmill_client::{Attempt, Client, ClientError, JobRequest};
 use pixelmill_core::{NotifySpec, OutputFormat, OutputSpec, PipelineStep};
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,6 +23,10 @@ pub struct AttemptSeen {
     /// The region of the node asked; `None` when the DNS had no answer.
     pub served_by: Option<String>,
     pub ok: bool,
+    /// A job refused with 404 by another region than the one that acknowledged its input with
+    /// local durability: that region, which alone may hold it yet. Not the answering region's
+    /// failure, but what local durability allows (docs/CONSISTENCY.md).
+    pub input_only_in: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -105,6 +109,7 @@ pub async fn run(
                 for pair in 0..plan.pairs_per_client {
                     pace.tick().await;
                     let sender = Sender {
+                        number,
                         client: &client.0,
                         served: &client.1,
                         region: &region,
@@ -160,6 +165,7 @@ fn client_for(
             client_region: client_region.clone(),
             served_by,
             ok,
+            input_only_in: None,
         });
     });
     (client, served)
@@ -167,6 +173,8 @@ fn client_for(
 
 /// One client sending its pairs.
 struct Sender<'a> {
+    /// The client's number in the ledger's attempts.
+    number: usize,
     client: &'a Client,
     served: &'a Mutex<Option<String>>,
     region: &'a str,
@@ -206,12 +214,13 @@ impl Sender<'_> {
                 return;
             }
         };
+        let image_region = served_region();
         ledger.lock().unwrap().uploads.push(UploadSeen {
             id: image.id.clone(),
             sha256,
             at: started.elapsed(),
             durable: self.durable,
-            accepted_by: served_region(),
+            accepted_by: image_region.clone(),
         });
         let request = JobRequest {
             image_id: image.id.clone(),
@@ -233,11 +242,22 @@ impl Sender<'_> {
                 at: started.elapsed(),
                 accepted_by: served_region(),
             }),
-            Err(err) => ledger
-                .lock()
-                .unwrap()
-                .failures
-                .push(failed("job", err.to_string())),
+            Err(err) => {
+                let mut ledger = ledger.lock().unwrap();
+                let not_found = matches!(err, ClientError::Api { status: 404, .. });
+                // Each client makes one call at a time: its last attempt is the one refused.
+                let last = ledger
+                    .attempts
+                    .iter_mut()
+                    .rev()
+                    .find(|a| a.client == self.number);
+                if let Some(attempt) = last.filter(|_| not_found && !self.durable) {
+                    if attempt.served_by.as_deref() != Some(image_region.as_str()) {
+                        attempt.input_only_in = Some(image_region);
+                    }
+                }
+                ledger.failures.push(failed("job", err.to_string()));
+            }
         }
     }
 }
