@@ -3,6 +3,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How long a node may take to answer /healthz. On Cassandra its start-up creates a fresh
+/// keyspace, each table waiting for three datacenters to agree on the schema, which a loaded
+/// 2-core machine has stretched past 30 s.
+const START_LIMIT: Duration = Duration::from_secs(120);
+
 /// A `pixelmill serve` child process on a free loopback port. Killed when dropped.
 pub struct Server {
     bin: PathBuf,
@@ -115,7 +120,7 @@ impl Server {
             .spawn()
             .expect("the pixelmill binary starts");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + START_LIMIT;
         let url = format!("{}/healthz", self.base_url());
         while Instant::now() < deadline {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
@@ -131,7 +136,8 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!(
-            "pixelmill did not become healthy in 30 s; log:\n{}",
+            "pixelmill did not become healthy in {} s; log:\n{}",
+            START_LIMIT.as_secs(),
             self.log()
         );
     }
