@@ -159,13 +159,10 @@ impl ScyllaMetaStore {
         next: &JobRecord,
     ) -> MetaResult<()> {
         let listed = before.is_some_and(|b| b.owner == next.owner && !b.status.is_final());
-        match Self::owner_row(next) {
-            Some(row) if !listed && !next.status.is_final() => {
-                self.run(what, &self.statements.list_job, row).await?;
-                Ok(())
-            }
-            _ => Ok(()),
+        if let Some(row) = Self::owner_row(next).filter(|_| !listed && !next.status.is_final()) {
+            self.run(what, &self.statements.list_job, row).await?;
         }
+        Ok(())
     }
 
     /// After `next` replaced `before`: drops the rows that no longer hold, `before`'s owner's if
