@@ -5,7 +5,10 @@ use anyhow::{bail, Context, Result};
 use pixelmill_regions::Regions;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Every node's raft listener port (cluster/net/layout: API :8080, raft :7100).
+const RAFT_PORT: u16 = 7100;
 
 pub struct Lab {
     geo: PathBuf,
@@ -128,6 +131,25 @@ impl Lab {
             }
         }
         Ok(())
+    }
+
+    /// The scheduler leader each node of `region` names, node 1 first: `None` where a node does
+    /// not answer within a second or knows no leader. Asked over HTTP, as `geo leader` does, but
+    /// concurrently and without a shell, so an election is timed to a fraction of a second.
+    pub async fn raft_leaders(&self, http: &reqwest::Client, region: &str) -> Vec<Option<u8>> {
+        let asks = self.nodes_of(region).into_iter().map(|api| async move {
+            let status: serde_json::Value = http
+                .get(format!("http://{}:{RAFT_PORT}/raft/status", api.ip()))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            u8::try_from(status.get("leader")?.as_u64()?).ok()
+        });
+        futures::future::join_all(asks).await
     }
 
     /// The scheduler leader's node id in `region`.
