@@ -136,7 +136,7 @@ impl Lab {
     /// The scheduler leader each node of `region` names, node 1 first: `None` where a node does
     /// not answer within a second or knows no leader. Asked over HTTP, as `geo leader` does, but
     /// concurrently and without a shell, so an election is timed to a fraction of a second.
-    pub async fn raft_leaders(&self, http: &reqwest::Client, region: &str) -> Vec<Option<u8>> {
+    async fn raft_leaders(&self, http: &reqwest::Client, region: &str) -> Vec<Option<u8>> {
         let asks = self.nodes_of(region).into_iter().map(|api| async move {
             let status: serde_json::Value = http
                 .get(format!("http://{}:{RAFT_PORT}/raft/status", api.ip()))
@@ -152,10 +152,21 @@ impl Lab {
         futures::future::join_all(asks).await
     }
 
-    /// The scheduler leader's node id in `region`.
-    pub fn leader(&self, region: &str) -> Result<u8> {
-        let out = self.geo(&["leader", region])?;
-        out.trim().parse().context("`geo leader` prints a node id")
+    /// The scheduler leader every node of `region` but `except` names, once they all name the
+    /// same one; `None` while they disagree, an election runs or one of them does not answer.
+    pub async fn agreed_leader(
+        &self,
+        http: &reqwest::Client,
+        region: &str,
+        except: Option<u8>,
+    ) -> Option<u8> {
+        let named: Vec<Option<u8>> = (1..)
+            .zip(self.raft_leaders(http, region).await)
+            .filter(|(k, _)| Some(*k) != except)
+            .map(|(_, leader)| leader)
+            .collect();
+        let first = (*named.first()?)?;
+        named.iter().all(|l| *l == Some(first)).then_some(first)
     }
 }
 

@@ -5,7 +5,7 @@ use crate::check::{verify, Verdict};
 use crate::hooks::Hooks;
 use crate::lab::Lab;
 use crate::load::{self, Ledger, LoadPlan, Progress, SharedLedger};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use pixelmill_client::{Client, ClientConfig, Service};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -255,11 +255,13 @@ async fn inject(run: &mut Run<'_>, name: &str, victim: &str, hold: Duration) -> 
         }
         "leaders" => {
             run.at_share(0.3).await;
-            let leaders: Vec<(String, u8)> = lab
-                .regions
-                .iter()
-                .map(|r| Ok((r.clone(), lab.leader(r)?)))
-                .collect::<Result<_>>()?;
+            let http = reqwest::Client::new();
+            let mut leaders = Vec::new();
+            for region in &lab.regions {
+                let leader = lab.agreed_leader(&http, region, None).await;
+                let leader = leader.with_context(|| format!("no leader agreed on in {region}"))?;
+                leaders.push((region.clone(), leader));
+            }
             fault_at = run.now();
             let mut killed = Vec::new();
             for (region, leader) in &leaders {
@@ -564,14 +566,8 @@ async fn await_new_leaders(
             if new.is_some() {
                 continue;
             }
-            let named = lab.raft_leaders(&http, region).await;
-            let survivors: Vec<Option<u8>> = (1..)
-                .zip(named)
-                .filter(|(k, _)| k != old)
-                .map(|(_, leader)| leader)
-                .collect();
-            if let Some(Some(id)) = survivors.first().copied() {
-                if id != *old && survivors.iter().all(|l| *l == Some(id)) {
+            if let Some(id) = lab.agreed_leader(&http, region, Some(*old)).await {
+                if id != *old {
                     *new = Some((id, at.elapsed()));
                 }
             }
