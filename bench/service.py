@@ -277,6 +277,10 @@ def peer_ipx(port: int, serve_dir: Path, work: Path, node_dir: Path, **_) -> tup
     return p, logfile, urls[0], urls
 
 
+# The bootstrap admin key of the benchmarked node (the `default` tenant's uploads).
+BENCH_KEY = "pixelmill-bench-bootstrap-key-0123456789"
+
+
 def peer_pixelmill(port: int, serve_dir: Path, work: Path, cached: bool, **_) -> tuple:
     exe = server_bin()
     if not exe.exists():
@@ -284,7 +288,10 @@ def peer_pixelmill(port: int, serve_dir: Path, work: Path, cached: bool, **_) ->
     data = Path(tempfile.mkdtemp(prefix="pixelmill-data-", dir=work))
     addr = f"127.0.0.1:{port}"
     # PIXELMILL_LISTEN is today's name of the listen address; PIXELMILL_BIND the planned one.
-    env = _base_env(PIXELMILL_BIND=addr, PIXELMILL_LISTEN=addr, PIXELMILL_DATA_DIR=str(data))
+    # Renders are fetched by wrk without a key, as a CDN would fetch public renditions: unsigned
+    # render URLs that name their tenant (the signature check is one HMAC, not what is measured).
+    env = _base_env(PIXELMILL_BIND=addr, PIXELMILL_LISTEN=addr, PIXELMILL_DATA_DIR=str(data),
+                    PIXELMILL_BOOTSTRAP_KEY=BENCH_KEY, PIXELMILL_RENDER_UNSIGNED="true")
     if not cached:
         env.update(PIXELMILL_RENDER_CACHE_BYTES="0", PIXELMILL_RENDER_STORE="false")
     logfile = work / f"pixelmill-{'warm-cache' if cached else 'uncached'}.log"
@@ -298,11 +305,12 @@ def _pixelmill_urls(base: str, serve_dir: Path) -> list[str]:
     urls = []
     for name in variant_names():
         status, _, body = http("POST", f"{base}/v1/images", body=(serve_dir / name).read_bytes(),
-                               headers={"content-type": "image/jpeg"}, timeout=60)
+                               headers={"content-type": "image/jpeg",
+                                        "authorization": f"Bearer {BENCH_KEY}"}, timeout=60)
         if status not in (200, 201):
             raise Skip(f"upload POST /v1/images answered {status}: {body[:300]!r}")
         image_id = json.loads(body)["id"]
-        urls.append(f"{base}/v1/images/{image_id}/render?ops=resize:width={TARGET_WIDTH}&format=jpeg&quality=80")
+        urls.append(f"{base}/v1/images/{image_id}/render?ops=resize:width={TARGET_WIDTH}&format=jpeg&quality=80&tenant=default")
     status, _, body = http("GET", urls[0])
     if status == 404:
         raise Skip(f"GET {urls[0]} answered 404 (render endpoint not there yet?): {body[:200]!r}")

@@ -1,18 +1,23 @@
 //! The HTTP API (axum): `/v1/images` (upload, original, real-time `render`), `/v1/jobs`, job events (SSE), `/v1/filters`, downloads under
-//! `/d/{token}`, and `/healthz`, `/readyz`, `/metrics`. The contract is `docs/API.md`.
+//! `/d/{token}`, `/v1/tenant`, `/v1/links`, `/v1/admin/…`, and `/healthz`, `/readyz`, `/metrics`.
+//! The contract is `docs/API.md`.
+//!
+//! Every route but `/healthz`, `/readyz` and `/d/{token}` needs an API key (`auth.rs`); a
+//! render may instead carry a URL signed with the tenant's render key.
 //!
 //! Architecture invariant: handlers never choose backends; they get trait objects in `AppState` from
 //! the node. Every error leaves through `ApiError`, so codes and statuses are mapped in one place.
 
+mod auth;
 mod error;
 mod metrics;
 mod render;
 mod routes;
 mod state;
-mod tenant;
 mod upload;
 mod views;
 
+pub use auth::{Caller, Keys, KEY_CACHE_TTL};
 pub use error::{ApiError, ApiResult};
 pub use metrics::HttpMetrics;
 pub use render::{RenderSettings, Renderer};
@@ -21,27 +26,53 @@ pub use state::{ApiSettings, AppState};
 pub use upload::{UploadSession, Uploads};
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::MethodRouter;
 use axum::Router;
 
+/// Declares the routes once: `router` serves them and `ROUTES` lists them, so tests can check
+/// every route (for keys and tenant isolation) without a list to keep in step by hand.
+macro_rules! routes {
+    ($($path:literal => $($method:ident($handler:path)),+;)*) => {
+        /// Every route: its path (axum syntax) and methods.
+        pub const ROUTES: &[(&str, &[&str])] = &[$(($path, &[$(stringify!($method)),+])),*];
+
+        fn routes() -> Router<AppState> {
+            Router::new()$(.route($path, MethodRouter::new()$(.$method($handler))+))*
+        }
+    };
+}
+
+routes! {
+    "/v1/images" => post(routes::images::upload);
+    "/v1/images/{id}" => get(routes::images::get);
+    "/v1/images/{id}/original" => get(routes::images::original);
+    "/v1/images/{id}/render" => get(routes::render::render);
+    "/v1/jobs" => post(routes::jobs::create);
+    "/v1/jobs/{id}" => get(routes::jobs::get);
+    "/v1/jobs/{id}/events" => get(routes::events::stream);
+    "/v1/filters" => get(routes::filters::list);
+    "/d/{token}" => get(routes::downloads::download);
+    "/v1/links/{token}" => delete(routes::tenant::revoke_link);
+    "/v1/tenant" => get(routes::tenant::get);
+    "/v1/tenant/render-keys" => post(routes::tenant::rotate_render_key);
+    "/v1/tenant/webhook-secrets" => post(routes::tenant::rotate_webhook_secret);
+    "/v1/admin/region" => put(routes::admin::set_region);
+    "/v1/admin/keys" => post(routes::keys::create), get(routes::keys::list);
+    "/v1/admin/keys/{id}" => delete(routes::keys::revoke);
+    "/healthz" => get(routes::ops::healthz);
+    "/readyz" => get(routes::ops::readyz);
+    "/metrics" => get(routes::ops::metrics);
+}
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/images", post(routes::images::upload))
-        .route("/v1/images/{id}", get(routes::images::get))
-        .route("/v1/images/{id}/original", get(routes::images::original))
-        .route("/v1/images/{id}/render", get(routes::render::render))
-        .route("/v1/jobs", post(routes::jobs::create))
-        .route("/v1/jobs/{id}", get(routes::jobs::get))
-        .route("/v1/jobs/{id}/events", get(routes::events::stream))
-        .route("/v1/filters", get(routes::filters::list))
-        .route("/d/{token}", get(routes::downloads::download))
-        .route("/v1/admin/region", put(routes::admin::set_region))
-        .route("/healthz", get(routes::ops::healthz))
-        .route("/readyz", get(routes::ops::readyz))
-        .route("/metrics", get(routes::ops::metrics))
+    routes()
         .fallback(routes::ops::not_found)
         // Uploads enforce their own limit while streaming; axum's 2 MB default would cut them short.
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

@@ -22,8 +22,10 @@ use crate::ApiError;
 /// How the node configured real-time rendering.
 #[derive(Clone, Debug)]
 pub struct RenderSettings {
-    /// When set, render URLs must carry `sig`: see `signature::verify`.
-    pub signing_key: Option<Vec<u8>>,
+    /// Whether a render URL sent without an API key may leave out `sig` (it still names its
+    /// tenant): for public images behind a CDN, where the operator accepts that anyone can ask
+    /// for any rendition. Off by default.
+    pub unsigned: bool,
     /// Bytes of renditions kept in memory; 0 turns the memory tier off.
     pub cache_bytes: u64,
     /// Whether renditions are also written to the blob store (the second tier).
@@ -327,7 +329,7 @@ mod tests {
 
     fn settings() -> RenderSettings {
         RenderSettings {
-            signing_key: None,
+            unsigned: false,
             cache_bytes: 1 << 20,
             store_results: false,
             max_concurrent: 1,

@@ -1,9 +1,9 @@
 use crate::upload::Uploads;
-use crate::{HttpMetrics, Renderer};
+use crate::{HttpMetrics, Keys, Renderer};
 use pixelmill_blob::BlobStore;
 use pixelmill_engine::Registry;
 use pixelmill_jobs::Jobs;
-use pixelmill_meta::MetaStore;
+use pixelmill_meta::{MetaStore, Tenants};
 use pixelmill_notify::JobEvents;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -28,6 +28,10 @@ pub struct ApiSettings {
 #[derive(Clone)]
 pub struct AppState {
     pub meta: Arc<dyn MetaStore>,
+    /// Checks every request's API key.
+    pub keys: Arc<Keys>,
+    /// Tenants' signing secrets.
+    pub tenants: Arc<Tenants>,
     pub blob: Arc<dyn BlobStore>,
     /// Every job's life: accepting them here, and the scheduler behind them.
     pub jobs: Arc<Jobs>,

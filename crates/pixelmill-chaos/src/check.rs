@@ -8,7 +8,7 @@ use crate::hooks::Hooks;
 use crate::lab::Lab;
 use crate::load::Ledger;
 use futures::{stream, StreamExt};
-use pixelmill_client::{Client, ClientConfig, Job, Service};
+use pixelmill_client::{Client, Job};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,7 +41,7 @@ pub struct Verdict {
 /// A client of one region's first node, straight to it (no DNS, no failover elsewhere).
 fn region_client(lab: &Lab, region: &str) -> Client {
     let node = lab.nodes_of(region)[0];
-    let mut config = ClientConfig::new(Service::Url(format!("http://{node}")));
+    let mut config = lab.node_config(node);
     config.deadline = Duration::from_secs(20);
     Client::new(config)
 }

@@ -20,6 +20,8 @@ pub struct Lab {
     pub nodes: u8,
     pub dns: SocketAddr,
     pub service: String,
+    /// Every node's bootstrap admin API key (`geo key`).
+    pub key: String,
 }
 
 impl Lab {
@@ -41,7 +43,9 @@ impl Lab {
             .trim()
             .split_once(' ')
             .context("`geo dns` prints ADDRESS:PORT NAME")?;
+        let key = run(&geo, &["key"])?.trim().to_owned();
         Ok(Self {
+            key,
             geo,
             net: root.join("cluster/net/net"),
             regions,
@@ -80,7 +84,28 @@ impl Lab {
         };
         let mut config = pixelmill_client::ClientConfig::new(service);
         config.local = Some(self.client_ip(region));
+        config.api_key = Some(self.key.clone());
         config
+    }
+
+    /// A client of one node, straight to it (no DNS, no failover elsewhere).
+    pub fn node_config(&self, node: SocketAddr) -> pixelmill_client::ClientConfig {
+        let mut config = pixelmill_client::ClientConfig::new(pixelmill_client::Service::Url(
+            format!("http://{node}"),
+        ));
+        config.api_key = Some(self.key.clone());
+        config
+    }
+
+    /// Plain HTTP to the nodes as their admin (`/metrics`, `/v1/jobs`).
+    pub fn http(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", self.key));
+        headers.extend(auth.ok().map(|auth| (reqwest::header::AUTHORIZATION, auth)));
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .expect("a reqwest client")
     }
 
     /// The address a client of `region` sends from (cluster/net/layout: 10.77.10I.1).

@@ -6,7 +6,7 @@ use crate::hooks::Hooks;
 use crate::lab::Lab;
 use crate::load::{self, Ledger, LoadPlan, Progress, SharedLedger};
 use anyhow::{bail, Context, Result};
-use pixelmill_client::{Client, ClientConfig, Service};
+use pixelmill_client::Client;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -255,7 +255,7 @@ async fn inject(run: &mut Run<'_>, name: &str, victim: &str, hold: Duration) -> 
         }
         "leaders" => {
             run.at_share(0.3).await;
-            let http = reqwest::Client::new();
+            let http = lab.http();
             let mut leaders = Vec::new();
             for region in &lab.regions {
                 let leader = lab.agreed_leader(&http, region, None).await;
@@ -301,7 +301,7 @@ async fn inject(run: &mut Run<'_>, name: &str, victim: &str, hold: Duration) -> 
             wait_traffic(run).await;
             // Figures, not a check: whether a late write is refused depends on whether the job's
             // next lease had written first; that no job has two results is the check.
-            let http = reqwest::Client::new();
+            let http = lab.http();
             let mut expired = 0.0;
             for node in lab.nodes_of(victim) {
                 expired += metric(&http, node, "pixelmill_lease_expiries_total")
@@ -382,7 +382,7 @@ fn survivors(lab: &Lab, victim: &str) -> Vec<Client> {
         .filter(|r| *r != victim)
         .map(|r| {
             let node = lab.nodes_of(r)[0];
-            let mut config = ClientConfig::new(Service::Url(format!("http://{node}")));
+            let mut config = lab.node_config(node);
             config.deadline = Duration::from_secs(5);
             Client::new(config)
         })
@@ -493,7 +493,7 @@ async fn await_adoption(run: &Run<'_>, victim: &str, fault_at: Duration) -> Adop
 
 /// Polls every node's `/metrics` until no region reports replication lag.
 async fn replication_settles(lab: &Lab, limit: Duration) -> Result<String, String> {
-    let http = reqwest::Client::new();
+    let http = lab.http();
     let started = Instant::now();
     loop {
         let mut lagging = Vec::new();
@@ -555,7 +555,7 @@ async fn await_new_leaders(
     killed: &[(String, u8, Instant)],
     limit: Duration,
 ) -> Vec<(String, Option<(u8, Duration)>)> {
-    let http = reqwest::Client::new();
+    let http = lab.http();
     let started = Instant::now();
     let mut elected: Vec<(String, Option<(u8, Duration)>)> = killed
         .iter()

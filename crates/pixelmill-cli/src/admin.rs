@@ -1,13 +1,15 @@
 //! Operator commands: a region's raft group, schema migrations, draining a region, and the
 //! geo-DNS server.
 
+use crate::keys::AdminNode;
 use crate::RegionArgs;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use pixelmill_geodns::{CheckConfig, GeoDns, GeoDnsConfig};
 use pixelmill_node::{Config, RaftPeer};
 use pixelmill_regions::Regions;
 use pixelmill_sched::MembershipChange;
+use reqwest::Method;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,44 +64,22 @@ pub async fn migrate(meta: String, region: RegionArgs) -> Result<()> {
 pub enum RegionAction {
     /// Take the region out of geo-DNS on purpose (a planned evacuation): its nodes report
     /// unready, the other regions adopt its queued jobs, its running jobs finish.
-    Drain(RegionNode),
+    Drain(AdminNode),
     /// Give a drained region its place back.
-    Undrain(RegionNode),
-}
-
-/// The node a region command goes to.
-#[derive(Args)]
-pub struct RegionNode {
-    /// A node of the region, its base URL
-    #[arg(long, env = "PIXELMILL_URL")]
-    url: String,
-    /// An admin API key
-    #[arg(long, env = "PIXELMILL_KEY", hide_env_values = true)]
-    key: Option<String>,
+    Undrain(AdminNode),
 }
 
 /// Drains or undrains the region of the node named.
 pub async fn region(action: RegionAction) -> Result<()> {
-    let (draining, RegionNode { url, key }) = match action {
+    let (draining, node) = match action {
         RegionAction::Drain(node) => (true, node),
         RegionAction::Undrain(node) => (false, node),
     };
-    let mut request = reqwest::Client::new()
-        .put(format!("{}/v1/admin/region", url.trim_end_matches('/')))
-        .json(&serde_json::json!({ "draining": draining }));
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the node at {url}"))?;
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!("the node answered {status}: {body}");
-    }
-    println!("{body}");
+    let body = serde_json::json!({ "draining": draining });
+    let answer = node
+        .send(Method::PUT, "/v1/admin/region", Some(body))
+        .await?;
+    println!("{answer}");
     Ok(())
 }
 

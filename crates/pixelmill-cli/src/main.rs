@@ -4,6 +4,7 @@
 //! `PIXELMILL_<NAME>` environment variables.
 
 mod admin;
+mod keys;
 mod process;
 mod remote;
 mod serve;
@@ -102,6 +103,13 @@ enum Command {
     },
     /// Run the geo-DNS server: the service name answered with the nearest healthy region's nodes.
     Geodns(admin::GeoDnsArgs),
+    /// Create, list and revoke API keys through a node's admin API (an admin key in PIXELMILL_KEY).
+    Keys {
+        #[command(subcommand)]
+        action: keys::KeysAction,
+        #[command(flatten)]
+        node: keys::AdminNode,
+    },
 }
 
 /// Where a node sits among the regions (regions/README.md).
@@ -177,5 +185,6 @@ async fn main() -> Result<()> {
         Command::Migrate { meta, region } => admin::migrate(meta, region).await,
         Command::Region { action } => admin::region(action).await,
         Command::Geodns(args) => admin::geodns(args).await,
+        Command::Keys { action, node } => keys::keys(node, action).await,
     }
 }

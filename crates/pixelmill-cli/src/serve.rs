@@ -97,9 +97,15 @@ pub struct ServeArgs {
     /// How long failed webhooks keep being retried [default: 25h]
     #[arg(long, env = "PIXELMILL_WEBHOOK_RETRY_WINDOW", value_parser = duration)]
     webhook_retry_window: Option<Duration>,
-    /// Key for signed render URLs; when set, /render needs sig=<hex HMAC-SHA256> [default: unsigned]
+    /// The bootstrap tenant's render signing key [default: generated with the tenant]
     #[arg(long, env = "PIXELMILL_RENDER_SIGNING_KEY", hide_env_values = true)]
     render_signing_key: Option<String>,
+    /// Let render URLs without an API key leave out sig (they still name tenant=) [default: false]
+    #[arg(long, env = "PIXELMILL_RENDER_UNSIGNED")]
+    render_unsigned: Option<bool>,
+    /// The bootstrap admin API key [default: generated into <data-dir>/bootstrap-key on the embedded store]
+    #[arg(long, env = "PIXELMILL_BOOTSTRAP_KEY", hide_env_values = true)]
+    bootstrap_key: Option<String>,
     /// Bytes of renditions cached in memory; 0 disables [default: 268435456]
     #[arg(long, env = "PIXELMILL_RENDER_CACHE_BYTES")]
     render_cache_bytes: Option<u64>,
@@ -162,9 +168,11 @@ impl ServeArgs {
             render_queue,
             render_deadline,
             render_max_cost,
-            render_auto_avif
+            render_auto_avif,
+            render_unsigned
         );
         c.render_signing_key = self.render_signing_key.or(c.render_signing_key);
+        c.bootstrap_key = self.bootstrap_key.or(c.bootstrap_key);
         c.public_url = self.public_url.or(c.public_url);
         c.download_redirect = self.download_redirect.or(c.download_redirect);
         c.webhook_secret = self.webhook_secret.or(c.webhook_secret);

@@ -72,7 +72,7 @@ impl Region {
 
     /// The leader all running nodes agree on, polled every 10 ms.
     async fn leader(&self, among: &[u64]) -> u64 {
-        let http = reqwest::Client::new();
+        let http = pixelmill_testkit::admin_http();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let mut seen = BTreeSet::new();
@@ -213,7 +213,7 @@ async fn submit(http: &reqwest::Client, nodes: &[String], body: &Value, key: &st
 
 /// Waits until every job in `ids` is final (asked of the live nodes in turn), and returns them.
 async fn wait_all(nodes: &[String], ids: &[String], within: Duration) -> Vec<Value> {
-    let http = reqwest::Client::new();
+    let http = pixelmill_testkit::admin_http();
     let deadline = Instant::now() + within;
     let mut done = Vec::new();
     for (n, id) in ids.iter().enumerate() {
@@ -277,7 +277,7 @@ async fn region_survives_its_leader_and_workers(delay: &str) {
         v.parse().expect("PIXELMILL_REGION_JOBS is a number")
     });
     let leader = region.leader(&[1, 2, 3]).await;
-    let http = reqwest::Client::new();
+    let http = pixelmill_testkit::admin_http();
     let body = |n: usize| {
         json!({"image_id": image, "pipeline": [{"op": "resize", "width": 1 + n % 4}],
                "output": {"format": "png"}})

@@ -3,6 +3,7 @@
 //! Architecture invariant: this crate depends on no runtime, store or codec, so that the meta, blob,
 //! scheduler and engine crates can all use it without depending on one another.
 
+mod access;
 mod backoff;
 mod format;
 mod ids;
@@ -10,6 +11,9 @@ mod pipeline;
 mod records;
 mod time;
 
+pub use access::{
+    rotate, ApiKey, ApiKeyId, ApiKeyRecord, Role, SigningSecret, TenantRecord, VALID_SECRETS,
+};
 pub use backoff::BackoffConfig;
 pub use format::{ImageFormat, OutputFormat};
 pub use ids::{BlobKey, EventId, ImageId, JobId, LinkToken, TenantId};

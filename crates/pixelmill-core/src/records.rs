@@ -222,6 +222,9 @@ pub struct LinkRecord {
     pub bytes: u64,
     pub created_at: UnixMillis,
     pub expires_at: UnixMillis,
+    /// Set when the tenant revoked the link: downloads answer 410 from then on.
+    #[serde(default)]
+    pub revoked_at: Option<UnixMillis>,
 }
 
 /// Remembers which job an `Idempotency-Key` created. Partition key: (tenant, key).

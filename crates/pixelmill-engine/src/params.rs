@@ -162,6 +162,10 @@ fn parse_color(text: &str, alpha: bool) -> Option<[u8; 4]> {
     Some([byte(0)?, byte(2)?, byte(4)?, a])
 }
 
+fn hex_rgba(c: &[u8; 4]) -> String {
+    c.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A rejected parameter (or combination, when `param` is `None`); the registry adds the step.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ParamError {
@@ -243,6 +247,24 @@ impl Args {
             values.insert(spec.name, arg);
         }
         Ok(Self { values })
+    }
+
+    /// The parameters as one canonical JSON object: names sorted, defaults included, integers
+    /// as integers, numbers as floats, colours as lowercase `#rrggbbaa`.
+    pub(crate) fn canonical(&self) -> Map<String, Value> {
+        self.values
+            .iter()
+            .map(|(name, arg)| {
+                let value = match arg {
+                    Arg::Int(v) => Value::from(*v),
+                    Arg::Num(v) => Value::from(*v),
+                    Arg::Str(v) => Value::from(v.as_str()),
+                    Arg::Color(c) => Value::from(format!("#{}", hex_rgba(c))),
+                    Arg::Bool(v) => Value::from(*v),
+                };
+                ((*name).to_owned(), value)
+            })
+            .collect()
     }
 
     pub(crate) fn opt_int(&self, name: &str) -> Option<i64> {

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pixelmill_core::ImageFormat;
+use pixelmill_core::{ImageFormat, PipelineStep};
 
 use crate::bitmap::{Bitmap, Frame};
 use crate::decode::{check_pixels, decode};
@@ -22,6 +22,9 @@ pub(crate) struct Step {
 #[derive(Debug)]
 pub struct Pipeline {
     steps: Vec<Step>,
+    /// The steps as validated: every parameter parsed, defaults filled in, numbers in one form
+    /// (`300` and `300.0` alike), so equal requests have equal canonical steps.
+    canonical: Vec<PipelineStep>,
 }
 
 /// A stored image that a step reads besides the image being processed, e.g. a watermark's
@@ -35,8 +38,13 @@ pub struct ImageRef<'a> {
 }
 
 impl Pipeline {
-    pub(crate) fn new(steps: Vec<Step>) -> Self {
-        Self { steps }
+    pub(crate) fn new(steps: Vec<Step>, canonical: Vec<PipelineStep>) -> Self {
+        Self { steps, canonical }
+    }
+
+    /// The canonical form of the steps: what cache keys and work addresses hash.
+    pub fn canonical_steps(&self) -> &[PipelineStep] {
+        &self.canonical
     }
 
     pub fn is_empty(&self) -> bool {

@@ -64,13 +64,18 @@ impl Registry {
                             ),
                         )
                     })?;
-                let op = Args::parse(def.op, def.params, &step.params)
-                    .and_then(|args| (def.build)(&args))
+                let args = Args::parse(def.op, def.params, &step.params)
                     .map_err(|e| fail(e.param, e.message))?;
-                Ok(Step { name: def.op, op })
+                let op = (def.build)(&args).map_err(|e| fail(e.param, e.message))?;
+                let canonical = PipelineStep {
+                    op: step.op.clone(),
+                    params: args.canonical(),
+                };
+                Ok((Step { name: def.op, op }, canonical))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Pipeline::new(compiled))
+        let (steps, canonical) = compiled.into_iter().unzip();
+        Ok(Pipeline::new(steps, canonical))
     }
 }
 

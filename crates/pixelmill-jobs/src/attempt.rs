@@ -163,6 +163,7 @@ impl Jobs {
             bytes: rendered.bytes.len() as u64,
             created_at: now,
             expires_at,
+            revoked_at: None,
         };
         // The link goes in before the blob, so the sweeper never sees this blob unreferenced.
         self.meta

@@ -35,6 +35,8 @@ pub(crate) const REPLICATION_SHARDS: i32 = 4;
 /// Buckets of each region's `jobs_by_owner`: an adopter reads all of them, and each holds only
 /// unfinished jobs.
 pub(crate) const JOB_OWNER_SHARDS: i32 = 8;
+/// Buckets of `api_key_list`: the operator's listing reads all of them.
+pub(crate) const API_KEY_BUCKETS: i32 = 8;
 
 const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -112,6 +114,22 @@ const MIGRATIONS: &[Migration] = &[
             PRIMARY KEY ((region), node))",
             "CREATE TABLE IF NOT EXISTS {ks}.region_states (
             region text PRIMARY KEY, body text)",
+        ],
+    },
+    Migration {
+        version: 4,
+        description: "API keys and tenants",
+        statements: &[
+            // A request reads its key by id: one partition per key.
+            "CREATE TABLE IF NOT EXISTS {ks}.api_keys (
+            id text PRIMARY KEY, body text)",
+            // The operator's listing: keys in a few buckets of their id, so no partition holds
+            // every key.
+            "CREATE TABLE IF NOT EXISTS {ks}.api_key_list (
+            bucket int, id text, body text,
+            PRIMARY KEY ((bucket), id))",
+            "CREATE TABLE IF NOT EXISTS {ks}.tenants (
+            tenant text PRIMARY KEY, body text)",
         ],
     },
 ];

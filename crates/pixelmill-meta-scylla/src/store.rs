@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use futures::future::try_join_all;
 use futures::TryStreamExt;
 use pixelmill_core::{
-    now_ms, BackoffConfig, BlobKey, Durability, EventId, Heartbeat, IdempotencyRecord, ImageId,
-    ImageRecord, JobId, JobRecord, LinkRecord, LinkToken, OutboxEvent, RegionState,
-    ReplicationTask, TenantId, UnixMillis,
+    now_ms, ApiKeyId, ApiKeyRecord, BackoffConfig, BlobKey, Durability, EventId, Heartbeat,
+    IdempotencyRecord, ImageId, ImageRecord, JobId, JobRecord, LinkRecord, LinkToken, OutboxEvent,
+    RegionState, ReplicationTask, TenantId, TenantRecord, UnixMillis,
 };
 use pixelmill_meta::{Fenced, Inserted, MetaError, MetaResult, MetaStore};
 use scylla::client::execution_profile::ExecutionProfile;
@@ -30,7 +30,8 @@ use serde::Serialize;
 use crate::config::{Level, ScyllaConfig, Serial};
 use crate::error::{corrupt, from_execution, from_next_row, from_pager, unexpected};
 use crate::schema::{
-    migrate, JOB_OWNER_SHARDS, LINK_EXPIRY_SHARDS, OUTBOX_SHARDS, REPLICATION_SHARDS,
+    migrate, API_KEY_BUCKETS, JOB_OWNER_SHARDS, LINK_EXPIRY_SHARDS, OUTBOX_SHARDS,
+    REPLICATION_SHARDS,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -837,6 +838,74 @@ impl MetaStore for ScyllaMetaStore {
             .map(drop)
     }
 
+    async fn put_api_key(&self, key: &ApiKeyRecord) -> MetaResult<()> {
+        let what = "storing an API key";
+        let (id, body) = (key.id.as_str(), json(key));
+        // The lookup row first: a key is usable once stored, and listed a moment later.
+        self.run(what, &self.statements.put_api_key, (id, &body))
+            .await?;
+        let bucket = shard_of(id, API_KEY_BUCKETS);
+        self.run(what, &self.statements.list_api_key, (bucket, id, &body))
+            .await
+            .map(drop)
+    }
+
+    async fn get_api_key(&self, id: &ApiKeyId) -> MetaResult<Option<ApiKeyRecord>> {
+        self.body(
+            "reading an API key",
+            &self.statements.get_api_key,
+            (id.as_str(),),
+        )
+        .await
+    }
+
+    async fn api_keys(&self) -> MetaResult<Vec<ApiKeyRecord>> {
+        let what = "listing API keys";
+        let reads = (0..API_KEY_BUCKETS).map(|bucket| {
+            self.bodies::<ApiKeyRecord>(what, &self.statements.api_key_bucket, (bucket,))
+        });
+        let mut keys: Vec<ApiKeyRecord> =
+            try_join_all(reads).await?.into_iter().flatten().collect();
+        keys.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(keys)
+    }
+
+    async fn put_tenant(&self, tenant: &TenantRecord) -> MetaResult<()> {
+        let values = (tenant.id.as_str(), json(tenant));
+        self.run("storing a tenant", &self.statements.put_tenant, values)
+            .await
+            .map(drop)
+    }
+
+    async fn insert_tenant(&self, tenant: &TenantRecord) -> MetaResult<Inserted<TenantRecord>> {
+        let what = "creating a tenant";
+        let values = (tenant.id.as_str(), json(tenant));
+        match self.run(what, &self.statements.insert_tenant, values).await {
+            Ok(result) => match applied(what, result)? {
+                (true, _) => Ok(Inserted::New),
+                (false, existing) => existing_body(what, existing).map(Inserted::Existing),
+            },
+            // The outcome is unknown: whatever is stored now is the tenant.
+            Err(MetaError::Timeout(_)) => match self.get_tenant(&tenant.id).await? {
+                Some(stored) if stored == *tenant => Ok(Inserted::New),
+                Some(stored) => Ok(Inserted::Existing(stored)),
+                None => Err(MetaError::Timeout(format!(
+                    "{what}: the tenant could not be stored in time; try again"
+                ))),
+            },
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> MetaResult<Option<TenantRecord>> {
+        self.body(
+            "reading a tenant",
+            &self.statements.get_tenant,
+            (id.as_str(),),
+        )
+        .await
+    }
+
     async fn blob_replicas(&self, blob: &BlobKey) -> MetaResult<Vec<String>> {
         let what = "reading where a blob is stored";
         let rows = self
@@ -927,6 +996,13 @@ struct Statements {
     put_blob_replica: PreparedStatement,
     blob_replicas: PreparedStatement,
     delete_blob_replicas: PreparedStatement,
+    put_api_key: PreparedStatement,
+    list_api_key: PreparedStatement,
+    get_api_key: PreparedStatement,
+    api_key_bucket: PreparedStatement,
+    put_tenant: PreparedStatement,
+    insert_tenant: PreparedStatement,
+    get_tenant: PreparedStatement,
     ping: PreparedStatement,
 }
 
@@ -1175,6 +1251,22 @@ impl Statements {
             put_blob_replica: write(PUT_REPLICA, outbox).await?,
             blob_replicas: read("SELECT region FROM {ks}.blob_replicas WHERE blob_key = ?", outbox).await?,
             delete_blob_replicas: write("DELETE FROM {ks}.blob_replicas WHERE blob_key = ?", outbox).await?,
+            put_api_key: write("INSERT INTO {ks}.api_keys (id, body) VALUES (?, ?)", c.job_transition).await?,
+            list_api_key: write(
+                "INSERT INTO {ks}.api_key_list (bucket, id, body) VALUES (?, ?, ?)",
+                c.job_transition,
+            )
+            .await?,
+            get_api_key: read("SELECT body FROM {ks}.api_keys WHERE id = ?", c.reads).await?,
+            api_key_bucket: read("SELECT body FROM {ks}.api_key_list WHERE bucket = ?", c.reads).await?,
+            put_tenant: write("INSERT INTO {ks}.tenants (tenant, body) VALUES (?, ?)", c.job_transition).await?,
+            insert_tenant: conditional(
+                "INSERT INTO {ks}.tenants (tenant, body) VALUES (?, ?) IF NOT EXISTS",
+                c.job_transition,
+                c.job_serial,
+            )
+            .await?,
+            get_tenant: read("SELECT body FROM {ks}.tenants WHERE tenant = ?", c.reads).await?,
             ping: read("SELECT release_version FROM system.local", Level(Consistency::LocalOne)).await?,
         })
     }

@@ -3,7 +3,7 @@
 //!
 //! The `MetaStore` trait is shaped for ScyllaDB: every access goes through a partition key named in
 //! the record's doc, expiry is a property of the record (a CQL `TTL`), and the only
-//! read-modify-writes are conditional writes (CQL LWTs): `insert_idempotency_key`, and the job
+//! read-modify-writes are conditional writes (CQL LWTs): `insert_idempotency_key`, `insert_tenant`, and the job
 //! writes of attempts (`put_job_fenced`) and of adoptions (`adopt_job`).
 //! Backends:
 //! `RedbMetaStore` (embedded, the single-node default) and `ScyllaMetaStore` (in
@@ -12,15 +12,17 @@
 mod error;
 mod redb_store;
 pub mod suite;
+mod tenants;
 
 pub use error::MetaError;
 pub use redb_store::RedbMetaStore;
+pub use tenants::{SecretKind, Tenants, TENANT_CACHE_TTL};
 
 use async_trait::async_trait;
 use pixelmill_core::{
-    BlobKey, Durability, EventId, Heartbeat, IdempotencyRecord, ImageId, ImageRecord, JobId,
-    JobRecord, LinkRecord, LinkToken, OutboxEvent, RegionState, ReplicationTask, TenantId,
-    UnixMillis,
+    ApiKeyId, ApiKeyRecord, BlobKey, Durability, EventId, Heartbeat, IdempotencyRecord, ImageId,
+    ImageRecord, JobId, JobRecord, LinkRecord, LinkToken, OutboxEvent, RegionState,
+    ReplicationTask, TenantId, TenantRecord, UnixMillis,
 };
 
 pub type MetaResult<T> = Result<T, MetaError>;
@@ -141,6 +143,18 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn blob_replicas(&self, blob: &BlobKey) -> MetaResult<Vec<String>>;
     /// Forgets every copy of `blob` (it has been deleted in every region).
     async fn delete_blob_replicas(&self, blob: &BlobKey) -> MetaResult<()>;
+
+    /// Inserts or replaces an API key (revoking one is storing it with `revoked_at` set).
+    async fn put_api_key(&self, key: &ApiKeyRecord) -> MetaResult<()>;
+    async fn get_api_key(&self, id: &ApiKeyId) -> MetaResult<Option<ApiKeyRecord>>;
+    /// Every API key, revoked ones included, in id order: what an operator lists.
+    async fn api_keys(&self) -> MetaResult<Vec<ApiKeyRecord>>;
+    /// Inserts or replaces a tenant's settings.
+    async fn put_tenant(&self, tenant: &TenantRecord) -> MetaResult<()>;
+    /// Stores `tenant` unless the tenant exists; never overwrites (two nodes creating the same
+    /// tenant agree on one set of secrets).
+    async fn insert_tenant(&self, tenant: &TenantRecord) -> MetaResult<Inserted<TenantRecord>>;
+    async fn get_tenant(&self, id: &TenantId) -> MetaResult<Option<TenantRecord>>;
 
     /// A cheap round trip for `/readyz`.
     async fn ping(&self) -> MetaResult<()>;

@@ -8,16 +8,17 @@ mod tables;
 use crate::{Fenced, Inserted, MetaError, MetaResult, MetaStore};
 use async_trait::async_trait;
 use pixelmill_core::{
-    now_ms, BlobKey, Durability, EventId, Heartbeat, IdempotencyRecord, ImageId, ImageRecord,
-    JobId, JobRecord, LinkRecord, LinkToken, OutboxEvent, RegionState, ReplicationTask, TenantId,
-    UnixMillis,
+    now_ms, ApiKeyId, ApiKeyRecord, BlobKey, Durability, EventId, Heartbeat, IdempotencyRecord,
+    ImageId, ImageRecord, JobId, JobRecord, LinkRecord, LinkToken, OutboxEvent, RegionState,
+    ReplicationTask, TenantId, TenantRecord, UnixMillis,
 };
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 use std::{path::Path, sync::Arc};
 use tables::{
-    db_err, due_keys, get_record, load_all, put_record, scoped_key, take_record, BLOB_REPLICAS,
-    HEARTBEATS, IDEMPOTENCY, IDEMPOTENCY_BY_EXPIRY, IMAGES, JOBS, JOBS_BY_OWNER, LINKS,
-    LINKS_BY_BLOB, LINKS_BY_EXPIRY, OUTBOX, OUTBOX_BY_DUE, REGION_STATES, REPLICATION_QUEUE,
+    db_err, due_keys, get_record, load_all, put_record, scoped_key, take_record, API_KEYS,
+    BLOB_REPLICAS, HEARTBEATS, IDEMPOTENCY, IDEMPOTENCY_BY_EXPIRY, IMAGES, JOBS, JOBS_BY_OWNER,
+    LINKS, LINKS_BY_BLOB, LINKS_BY_EXPIRY, OUTBOX, OUTBOX_BY_DUE, REGION_STATES, REPLICATION_QUEUE,
+    TENANTS,
 };
 
 /// How long a heartbeat of a node that stopped beating is still listed (a CQL TTL in ScyllaDB).
@@ -52,6 +53,8 @@ impl RedbMetaStore {
             OUTBOX,
             HEARTBEATS,
             REGION_STATES,
+            API_KEYS,
+            TENANTS,
         ] {
             txn.open_table(records).map_err(db_err)?;
         }
@@ -540,6 +543,69 @@ impl MetaStore for RedbMetaStore {
             Ok(())
         })
         .await
+    }
+
+    async fn put_api_key(&self, key: &ApiKeyRecord) -> MetaResult<()> {
+        let key = key.clone();
+        self.write(move |txn| {
+            put_record(
+                &mut txn.open_table(API_KEYS).map_err(db_err)?,
+                key.id.as_str(),
+                &key,
+            )
+        })
+        .await
+    }
+
+    async fn get_api_key(&self, id: &ApiKeyId) -> MetaResult<Option<ApiKeyRecord>> {
+        let id = id.clone();
+        self.read(move |txn| get_record(&txn.open_table(API_KEYS).map_err(db_err)?, id.as_str()))
+            .await
+    }
+
+    async fn api_keys(&self) -> MetaResult<Vec<ApiKeyRecord>> {
+        self.read(|txn| {
+            let table = txn.open_table(API_KEYS).map_err(db_err)?;
+            let mut keys = Vec::new();
+            for entry in table.iter().map_err(db_err)? {
+                let (id, raw) = entry.map_err(db_err)?;
+                keys.push(tables::decode(id.value(), raw.value())?);
+            }
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn put_tenant(&self, tenant: &TenantRecord) -> MetaResult<()> {
+        let tenant = tenant.clone();
+        self.write(move |txn| {
+            put_record(
+                &mut txn.open_table(TENANTS).map_err(db_err)?,
+                tenant.id.as_str(),
+                &tenant,
+            )
+        })
+        .await
+    }
+
+    async fn insert_tenant(&self, tenant: &TenantRecord) -> MetaResult<Inserted<TenantRecord>> {
+        let tenant = tenant.clone();
+        // One write transaction, so the check and the insert are atomic.
+        self.write(move |txn| {
+            let mut table = txn.open_table(TENANTS).map_err(db_err)?;
+            if let Some(existing) = get_record(&table, tenant.id.as_str())? {
+                return Ok(Inserted::Existing(existing));
+            }
+            put_record(&mut table, tenant.id.as_str(), &tenant)?;
+            Ok(Inserted::New)
+        })
+        .await
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> MetaResult<Option<TenantRecord>> {
+        let id = id.clone();
+        self.read(move |txn| get_record(&txn.open_table(TENANTS).map_err(db_err)?, id.as_str()))
+            .await
     }
 
     async fn ping(&self) -> MetaResult<()> {

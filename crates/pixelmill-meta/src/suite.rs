@@ -8,12 +8,14 @@
 
 use crate::{Fenced, Inserted, MetaStore};
 use pixelmill_core::{
-    fencing_token, now_ms, Durability, EventId, Heartbeat, ImageId, JobStatus, OutboxEvent,
-    RegionState, ReplicationTask,
+    fencing_token, now_ms, Durability, EventId, Heartbeat, ImageId, JobStatus, LinkRecord,
+    OutboxEvent, RegionState, ReplicationTask,
 };
 use std::sync::Arc;
 
+mod access;
 mod fixtures;
+pub use access::{api_keys, tenants};
 pub use fixtures::{
     idempotency_key, image, job, link, outbox_event, owned_job, unique_blob, unique_tenant,
 };
@@ -40,6 +42,8 @@ pub async fn run_all(store: Arc<dyn MetaStore>) {
     due_outbox(&*store).await;
     replication_queue(&*store).await;
     blob_replicas(&*store).await;
+    api_keys(&*store).await;
+    tenants(&*store).await;
     store.ping().await.expect("ping");
 }
 
@@ -398,6 +402,16 @@ pub async fn links(store: &dyn MetaStore) {
     assert_eq!(store.get_link(&l.token).await.unwrap(), None);
     store.put_link(&l).await.unwrap();
     assert_eq!(store.get_link(&l.token).await.unwrap(), Some(l.clone()));
+    let revoked = LinkRecord {
+        revoked_at: Some(now_ms()),
+        ..l.clone()
+    };
+    store.put_link(&revoked).await.unwrap();
+    assert_eq!(
+        store.get_link(&l.token).await.unwrap(),
+        Some(revoked),
+        "a revoked link reads back revoked"
+    );
     store.delete_link(&l.token).await.unwrap();
     assert_eq!(store.get_link(&l.token).await.unwrap(), None);
     store.delete_link(&l.token).await.unwrap();

@@ -179,21 +179,16 @@ fn region_bucket(config: &Config, extra: &str) -> Result<String, NodeError> {
 }
 
 /// The webhook secret from config, or one generated on first start and kept in the data dir so
-/// receivers keep verifying across restarts.
+/// receivers keep verifying across restarts: the bootstrap tenant's.
 pub fn webhook_secret(config: &Config) -> Result<String, NodeError> {
     if let Some(secret) = config.webhook_secret.as_ref().filter(|s| !s.is_empty()) {
         return Ok(secret.clone());
     }
     let path = config.data_dir.join("webhook-secret");
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        return Ok(existing.trim().to_owned());
+    let (secret, created) = crate::access::secret_file(&path)?;
+    if created {
+        tracing::info!(path = %path.display(), "generated a webhook secret; receivers verify signatures with it");
     }
-    let mut raw = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut raw);
-    let secret = hex::encode(raw);
-    std::fs::write(&path, &secret)
-        .map_err(|e| NodeError::Io(format!("cannot write {}: {e}", path.display())))?;
-    tracing::info!(path = %path.display(), "generated a webhook secret; receivers verify signatures with it");
     Ok(secret)
 }
 

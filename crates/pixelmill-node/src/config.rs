@@ -40,7 +40,8 @@ pub struct Config {
     /// Clients must be able to reach the store's endpoint. Default: none (streamed).
     #[serde(with = "optional_duration_text")]
     pub download_redirect: Option<Duration>,
-    /// HMAC secret for webhook signatures. Default: generated once and kept in `<data_dir>/webhook-secret`.
+    /// The bootstrap tenant's HMAC secret for webhook signatures (other tenants have their own).
+    /// Default: generated once and kept in `<data_dir>/webhook-secret` (mode 0600).
     #[serde(skip_serializing)]
     pub webhook_secret: Option<String>,
     /// Lifetime of download links. Default 90 days.
@@ -100,10 +101,18 @@ pub struct Config {
     /// Added before every message to a peer, to test the group under network latency. Default 0.
     #[serde(with = "duration_text")]
     pub raft_message_delay: Duration,
-    /// Key for signed render URLs: when set, `GET /v1/images/{id}/render` needs a valid `sig`.
-    /// Default: none (render URLs are open).
+    /// The bootstrap tenant's render signing key (it becomes the current one, the previous
+    /// staying valid). Every tenant has its own, generated with the tenant and rotated with
+    /// `POST /v1/tenant/render-keys`. Default: none (the generated one stays).
     #[serde(skip_serializing)]
     pub render_signing_key: Option<String>,
+    /// Whether render URLs sent without an API key may leave out `sig` (they still name their
+    /// tenant). Default false: such renders need a signature.
+    pub render_unsigned: bool,
+    /// The bootstrap admin API key (of the `default` tenant). Default: none, and on the embedded
+    /// store one generated on first start into `<data_dir>/bootstrap-key` (mode 0600).
+    #[serde(skip_serializing)]
+    pub bootstrap_key: Option<String>,
     /// Bytes of renditions cached in memory; 0 turns the memory tier off. Default 256 MiB.
     pub render_cache_bytes: u64,
     /// Whether renditions are also kept in the blob store as a second cache tier. Default true.
@@ -163,6 +172,8 @@ impl Default for Config {
             raft_listen: None,
             raft_message_delay: Duration::ZERO,
             render_signing_key: None,
+            render_unsigned: false,
+            bootstrap_key: None,
             render_cache_bytes: 256 * 1024 * 1024,
             render_store: true,
             render_store_ttl: Duration::from_secs(30 * 86_400),

@@ -15,6 +15,7 @@
 //! Architecture invariant: this crate is the only one that knows which backend implements which
 //! trait; everything below it takes `Arc<dyn MetaStore>` / `Arc<dyn BlobStore>`.
 
+mod access;
 mod api_actor;
 mod backends;
 mod config;
@@ -32,9 +33,10 @@ pub use config::{Config, RaftPeer};
 pub use pixelmill_jobs::{JobExecutor, JobFailure, JobRef};
 
 use api_actor::{ApiActor, ApiArgs};
-use pixelmill_api::{ApiSettings, AppState, HttpMetrics, RenderSettings, Renderer};
+use pixelmill_api::{ApiSettings, AppState, HttpMetrics, Keys, RenderSettings, Renderer};
 use pixelmill_engine::{Limits, Registry};
 use pixelmill_jobs::{JobMetrics, JobSettings, Jobs, ENDED_UNFINISHED};
+use pixelmill_meta::Tenants;
 use pixelmill_notify::{JobEvents, NotifyMetrics, WebhookConfig, WebhookDelivery};
 use pixelmill_regions::Regions;
 use pixelmill_sched::{RaftGroup, SchedConfig, Scheduler};
@@ -105,6 +107,10 @@ impl Node {
         let local_blob = backends::blob_store(&config).await?;
         let peers = backends::peer_blob_stores(&config)?;
         let secret = backends::webhook_secret(&config)?;
+        let bootstrap_key = access::bootstrap_key(&config)?;
+        let tenants = Arc::new(Tenants::new(meta.clone()));
+        access::seed_bootstrap_tenant(&tenants, &secret, config.render_signing_key.as_deref())
+            .await?;
         let sched = open_scheduler(&config).await?;
         // Every worker of this node's previous run is gone: their jobs go back to the queue now
         // rather than when their leases run out.
@@ -190,6 +196,8 @@ impl Node {
         let upload_handle = upload::UploadHandle::default();
         let state = AppState {
             meta: meta.clone(),
+            keys: Arc::new(Keys::new(meta.clone(), bootstrap_key.as_deref())),
+            tenants: tenants.clone(),
             blob: blob.clone(),
             jobs: jobs.clone(),
             registry,
@@ -406,10 +414,7 @@ fn other_regions(config: &Config, region: &str) -> Result<Vec<String>, NodeError
 
 fn render_settings(config: &Config, limits: Limits) -> RenderSettings {
     RenderSettings {
-        signing_key: config
-            .render_signing_key
-            .as_ref()
-            .map(|key| key.as_bytes().to_vec()),
+        unsigned: config.render_unsigned,
         cache_bytes: config.render_cache_bytes,
         store_results: config.render_store,
         max_concurrent: config.render_concurrency,

@@ -10,11 +10,40 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client of the test nodes' bootstrap admin (`ADMIN_KEY`).
     pub fn new(base: impl Into<String>) -> Client {
+        Client::with_key(base, crate::ADMIN_KEY)
+    }
+
+    /// A client that sends `key` as its bearer key on every request.
+    pub fn with_key(base: impl Into<String>, key: &str) -> Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+            .expect("an API key is a valid header value");
+        auth.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, auth);
         Client {
             base: base.into(),
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .expect("a reqwest client"),
         }
+    }
+
+    /// Creates an API key of `tenant` through the admin API (this client must be an admin's) and
+    /// answers a client that uses it.
+    pub async fn tenant_client(&self, tenant: &str) -> Client {
+        let response = self
+            .http
+            .post(self.url("/v1/admin/keys"))
+            .json(&serde_json::json!({"tenant": tenant}))
+            .send()
+            .await
+            .expect("key request");
+        let (status, body) = Self::json(response).await;
+        assert_eq!(status, StatusCode::CREATED, "creating a key failed: {body}");
+        Client::with_key(&self.base, body["key"].as_str().expect("the new key"))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -50,6 +79,11 @@ impl Client {
             request = request.header("idempotency-key", key);
         }
         Self::json(request.send().await.expect("job request")).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self.http.post(self.url(path)).json(body).send().await;
+        Self::json(response.expect("POST request")).await
     }
 
     pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {

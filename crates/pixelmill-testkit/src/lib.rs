@@ -9,6 +9,14 @@ mod server;
 mod servers;
 
 pub use client::Client;
+
+/// The bootstrap admin key of every node a test starts (`Server`), and what `Client::new` sends.
+pub const ADMIN_KEY: &str = "pixelmill-test-bootstrap-admin-key-0123456789abcdef";
+
+/// A plain reqwest client that sends `ADMIN_KEY` on every request.
+pub fn admin_http() -> reqwest::Client {
+    Client::new("").http
+}
 pub use hooks::{Delivery, Hooks};
 pub use images::{jpeg, png_rgba, sized_png};
 pub use server::Server;

@@ -40,9 +40,11 @@ impl Server {
         server
     }
 
+    /// Every test node knows `ADMIN_KEY` (a test may give another with `PIXELMILL_BOOTSTRAP_KEY`).
     fn set_env(&mut self, env: &[(&str, &str)]) {
-        self.env = env
+        self.env = [("PIXELMILL_BOOTSTRAP_KEY", crate::ADMIN_KEY)]
             .iter()
+            .chain(env)
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
     }

@@ -1,5 +1,6 @@
-//! Operator endpoints. (No keys yet: the API has one tenant until API keys arrive, issue 20.)
+//! Operator endpoints: admin keys only.
 
+use crate::auth::Admin;
 use crate::{ApiError, ApiResult, AppState};
 use axum::extract::State;
 use axum::Json;
@@ -19,6 +20,7 @@ pub struct SetRegion {
 /// or gives it its place back. The other nodes of the region follow within a heartbeat.
 pub async fn set_region(
     State(state): State<AppState>,
+    _: Admin,
     Json(request): Json<SetRegion>,
 ) -> ApiResult<Json<Value>> {
     let region = state.jobs.settings().region.clone().ok_or_else(|| {

@@ -24,6 +24,16 @@ pub async fn download(
             ApiError::not_found("no such download link; check that the URL is complete")
         })?;
     let now = now_ms();
+    if let Some(revoked_at) = link.revoked_at {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "revoked",
+            format!(
+                "this download link was revoked by its owner at {}; ask them for a new one",
+                views::rfc3339(revoked_at)
+            ),
+        ));
+    }
     if link.expires_at <= now {
         return Err(ApiError::new(
             StatusCode::GONE,

@@ -1,4 +1,4 @@
-use crate::tenant::Tenant;
+use crate::auth::Tenant;
 use crate::{views, ApiResult, AppState};
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};

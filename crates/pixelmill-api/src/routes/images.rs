@@ -1,4 +1,4 @@
-use crate::tenant::Tenant;
+use crate::auth::Tenant;
 use crate::{upload, views, ApiError, ApiResult, AppState};
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};

@@ -1,4 +1,4 @@
-use crate::tenant::Tenant;
+use crate::auth::Tenant;
 use crate::{views, ApiError, ApiResult, AppState};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -122,7 +122,7 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<&str>> {
     }
 }
 
-enum Reservation {
+pub(crate) enum Reservation {
     /// The key is ours: create the job under this id.
     Fresh(JobId),
     /// The key was used before with the same body: answer with that job.
@@ -131,7 +131,7 @@ enum Reservation {
 
 /// Reserves a job id for an idempotency key with a conditional insert, so concurrent repeats of one
 /// request agree on a single job.
-async fn reserve(
+pub(crate) async fn reserve(
     state: &AppState,
     tenant: &TenantId,
     key: &str,

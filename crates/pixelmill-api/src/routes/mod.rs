@@ -6,5 +6,7 @@ pub mod events;
 pub mod filters;
 pub mod images;
 pub mod jobs;
+pub mod keys;
 pub mod ops;
 pub mod render;
+pub mod tenant;

@@ -1,3 +1,4 @@
+use crate::auth::Admin;
 use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -45,8 +46,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: Prometheus text format, for admin keys (Prometheus sends one as its scrape's
+/// `authorization` credentials).
+pub async fn metrics(State(state): State<AppState>, _: Admin) -> Response {
     let encoder = TextEncoder::new();
     let mut buf = Vec::new();
     match encoder.encode(&state.prometheus.gather(), &mut buf) {

@@ -1,8 +1,10 @@
-//! `GET /v1/images/{id}/render?ops=…&format=…[&quality=…][&compression=…][&icc=…][&sig=…]`: the
-//! pipeline applied on
-//! the fly. The response is a pure function of the stored original, the images the pipeline
-//! references (a watermark's overlay) and the canonical request, so its hash is the cache key,
-//! the ETag and the blob key of the second cache tier.
+//! `GET /v1/images/{id}/render?ops=…&format=…[&quality=…][&compression=…][&icc=…]`: the
+//! pipeline applied on the fly. The caller is a tenant's API key, or the URL names the tenant and
+//! carries its signature: `&tenant=T[&exp=UNIX SECONDS]&sig=HMAC` under one of the tenant's render
+//! keys. The response is a pure function of the stored original, the images the pipeline
+//! references (a watermark's overlay) and the canonical request, so its hash (with the tenant) is
+//! the cache key, the ETag and the blob key of the second cache tier; a render too heavy to answer
+//! at once becomes one job per such key, however often it is asked for.
 
 use std::sync::Arc;
 
@@ -14,15 +16,16 @@ use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use pixelmill_blob::BlobError;
 use pixelmill_core::{
-    sha256_hex, BlobKey, IccMode, ImageFormat, ImageRecord, JobId, JobSpec, NotifySpec,
-    OutputFormat, OutputSpec, PipelineStep,
+    now_ms, sha256_hex, BlobKey, IccMode, ImageFormat, ImageRecord, JobSpec, NotifySpec,
+    OutputFormat, OutputSpec, PipelineStep, TenantId,
 };
 use serde::Deserialize;
 use sha2::Sha256;
 
 use super::downloads::etag_matches;
+use super::jobs::{reserve, Reservation};
+use crate::auth::Caller;
 use crate::render::{Lookup, Rendition, Source};
-use crate::tenant::Tenant;
 use crate::{ApiError, ApiResult, AppState};
 
 #[derive(Deserialize)]
@@ -38,12 +41,16 @@ pub struct RenderQuery {
     compression: Option<u8>,
     #[serde(default)]
     icc: IccMode,
+    /// The tenant whose render key signed the URL (when no API key is sent).
+    tenant: Option<String>,
+    /// When the signed URL stops working, in Unix seconds; part of what is signed.
+    exp: Option<i64>,
     sig: Option<String>,
 }
 
 pub async fn render(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    caller: Option<Caller>,
     Path(id): Path<String>,
     OriginalUri(uri): OriginalUri,
     query: Result<Query<RenderQuery>, QueryRejection>,
@@ -57,14 +64,10 @@ pub async fn render(
         ))
     })?;
     let settings = state.render.settings();
-    if let Some(key) = &settings.signing_key {
-        verify_signature(
-            key,
-            uri.path(),
-            uri.query().unwrap_or(""),
-            query.sig.as_deref(),
-        )?;
-    }
+    let tenant = match caller {
+        Some(caller) => caller.tenant,
+        None => authorize_url(&state, &query, uri.path(), uri.query().unwrap_or("")).await?,
+    };
     let steps = if query.ops.trim().is_empty() {
         Vec::new()
     } else {
@@ -97,7 +100,8 @@ pub async fn render(
     let referenced = super::images::find_referenced(&state, &tenant, &pipeline).await?;
     let format = pixelmill_engine::resolve_output(output.format, image.format)?;
 
-    let key = cache_key(&image, &referenced, &steps, format, &output);
+    let steps = pipeline.canonical_steps().to_vec();
+    let key = cache_key(&tenant, &image, &referenced, &steps, format, &output);
     let etag = format!("\"{}\"", &key[..32]);
     let respond = |rendition: &Rendition, source: Source| {
         let mut response = Body::from(rendition.bytes.clone()).into_response();
@@ -127,6 +131,14 @@ pub async fn render(
         if let Some(bytes) = stored(&state, &blob_key).await? {
             return Ok(respond(&Rendition { bytes, format }, Source::Store));
         }
+        // One job per rendition: a repeat answers with the job the first request queued.
+        let job_id =
+            match reserve(&state, &tenant, &format!("render:{key}"), key.as_bytes()).await? {
+                Reservation::Replay(job) => {
+                    return Ok(super::jobs::accepted(&state, &job, StatusCode::ACCEPTED))
+                }
+                Reservation::Fresh(id) => id,
+            };
         let spec = JobSpec {
             pipeline: steps,
             output,
@@ -134,7 +146,7 @@ pub async fn render(
         };
         let job = state
             .jobs
-            .accept(tenant, &image, &pipeline, spec, JobId::generate())
+            .accept(tenant, &image, &pipeline, spec, job_id)
             .await?;
         return Ok(super::jobs::accepted(&state, &job, StatusCode::ACCEPTED));
     }
@@ -254,6 +266,7 @@ fn accepts(accept: &str, mime: &str) -> bool {
 /// Hash of everything the bytes depend on: the original's content and the canonical request
 /// (parameters are kept sorted by the step's map, and the format is resolved).
 fn cache_key(
+    tenant: &TenantId,
     image: &ImageRecord,
     referenced: &[ImageRecord],
     steps: &[PipelineStep],
@@ -261,6 +274,7 @@ fn cache_key(
     output: &OutputSpec,
 ) -> String {
     let mut canonical = serde_json::json!({
+        "tenant": tenant,
         "input": image.sha256,
         "pipeline": steps,
         "format": format.as_str(),
@@ -286,34 +300,81 @@ fn cache_key(
     sha256_hex(canonical.to_string().as_bytes())
 }
 
-/// `sig` must be the hex HMAC-SHA256, under the render signing key, of the path and the query
-/// exactly as sent with the `sig` parameter removed: `/v1/images/{id}/render?ops=…&format=…`.
-fn verify_signature(key: &[u8], path: &str, query: &str, sig: Option<&str>) -> ApiResult<()> {
-    let unauthorized = |what: &str| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            format!(
-                "{what}: this server signs render URLs; add sig=<hex HMAC-SHA256 of the path and \
-                 query without sig, under the render signing key> (see docs/API.md, Real-time \
-                 renders)"
-            ),
+/// The tenant of a render URL sent without an API key: the one it names, when its signature
+/// verifies under one of the tenant's render keys (or unsigned URLs are allowed) and it has not
+/// expired.
+async fn authorize_url(
+    state: &AppState,
+    query: &RenderQuery,
+    path: &str,
+    raw_query: &str,
+) -> ApiResult<TenantId> {
+    let tenant = query.tenant.as_deref().ok_or_else(|| {
+        unauthorized(
+            "the render has neither an API key nor a signed URL: send `Authorization: Bearer \
+             <key>`, or add tenant=<tenant>&sig=<signature> (see docs/API.md, Real-time renders)",
         )
-    };
-    let sig = sig.ok_or_else(|| unauthorized("the render URL has no `sig`"))?;
-    let sig = hex::decode(sig).map_err(|_| unauthorized("`sig` is not hex"))?;
+    })?;
+    let tenant = TenantId::parse(tenant).map_err(|e| unauthorized(&e))?;
+    if let Some(exp) = query.exp {
+        if exp * 1000 <= now_ms() {
+            return Err(unauthorized(
+                "the signed render URL has expired (`exp` is past); ask for a freshly signed URL",
+            ));
+        }
+    }
+    if state.render.settings().unsigned {
+        return Ok(tenant);
+    }
+    let sig = query.sig.as_deref().ok_or_else(|| {
+        unauthorized("the render URL has no `sig`; sign it with the tenant's render key")
+    })?;
+    let keys = state
+        .tenants
+        .find(&tenant)
+        .await?
+        .map(|t| t.render_keys)
+        .unwrap_or_default();
+    let message = signed_part(path, raw_query);
+    if keys
+        .iter()
+        .any(|key| verify(key.secret.as_bytes(), &message, sig))
+    {
+        Ok(tenant)
+    } else {
+        Err(unauthorized(
+            "`sig` does not match this URL under any of the tenant's render keys; sign the path \
+             and query (without sig) with a current key from GET /v1/tenant",
+        ))
+    }
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::unauthorized(message.to_owned())
+}
+
+/// What a render signature covers: the path and the query exactly as sent, `sig` removed.
+fn signed_part(path: &str, query: &str) -> String {
     let unsigned: Vec<&str> = query
         .split('&')
         .filter(|pair| !pair.is_empty() && !pair.starts_with("sig="))
         .collect();
-    let message = format!("{path}?{}", unsigned.join("&"));
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(message.as_bytes());
-    mac.verify_slice(&sig)
-        .map_err(|_| unauthorized("`sig` does not match this URL"))
+    format!("{path}?{}", unsigned.join("&"))
 }
 
-/// The `sig` value for a render URL's path and query; clients compute the same.
+/// Whether `sig` is the hex HMAC-SHA256 of `message` under `key` (compared in constant time).
+fn verify(key: &[u8], message: &str, sig: &str) -> bool {
+    let Ok(sig) = hex::decode(sig) else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(message.as_bytes());
+    mac.verify_slice(&sig).is_ok()
+}
+
+/// The `sig` value for a render URL's path and query (`tenant` and any `exp` included); clients
+/// compute the same with the tenant's render key (the `secret` of `GET /v1/tenant`'s first
+/// `render_keys` entry).
 pub fn sign(key: &[u8], path_and_query: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(path_and_query.as_bytes());
@@ -365,18 +426,19 @@ mod tests {
     fn signatures_cover_path_and_query_without_sig() {
         let key = b"secret";
         let path = "/v1/images/img_1/render";
-        let sig = sign(key, &format!("{path}?ops=grayscale&format=png"));
-        let with_sig = format!("ops=grayscale&format=png&sig={sig}");
-        assert!(verify_signature(key, path, &with_sig, Some(&sig)).is_ok());
+        let sig = sign(key, &format!("{path}?ops=grayscale&tenant=t"));
+        let check = |query: &str, sig: &str| verify(key, &signed_part(path, query), sig);
+        assert!(check(&format!("ops=grayscale&tenant=t&sig={sig}"), &sig));
         // sig may sit anywhere in the query.
-        let first = format!("sig={sig}&ops=grayscale&format=png");
-        assert!(verify_signature(key, path, &first, Some(&sig)).is_ok());
-        let tampered = format!("ops=invert&format=png&sig={sig}");
-        let err = verify_signature(key, path, &tampered, Some(&sig)).unwrap_err();
-        assert_eq!(err.code(), "unauthorized");
-        assert!(verify_signature(key, path, "ops=grayscale", None).is_err());
-        assert!(verify_signature(b"other", path, &with_sig, Some(&sig)).is_err());
-        assert!(verify_signature(key, path, &with_sig, Some("zz")).is_err());
+        assert!(check(&format!("sig={sig}&ops=grayscale&tenant=t"), &sig));
+        assert!(!check(&format!("ops=invert&tenant=t&sig={sig}"), &sig));
+        assert!(!check(&format!("ops=grayscale&tenant=u&sig={sig}"), &sig));
+        assert!(!check("ops=grayscale&tenant=t", "zz"));
+        assert!(!verify(
+            b"other",
+            &signed_part(path, "ops=grayscale&tenant=t"),
+            &sig
+        ));
     }
 
     #[test]
@@ -396,8 +458,10 @@ mod tests {
         };
         let base = record("img_base", "aa");
         let steps = PipelineStep::parse_compact("watermark:image=img_logo").unwrap();
+        let tenant = pixelmill_core::TenantId::default();
         let key = |referenced: &[ImageRecord]| {
             cache_key(
+                &tenant,
                 &base,
                 referenced,
                 &steps,

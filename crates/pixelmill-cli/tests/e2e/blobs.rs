@@ -54,7 +54,9 @@ async fn an_s3_outage_mid_upload_is_a_503_that_leaves_nothing() {
 
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
     let body = reqwest::Body::wrap_stream(tokio_stream_from(rx).map(Ok::<_, std::io::Error>));
-    let request = reqwest::Client::new()
+    let request = app
+        .client
+        .http
         .post(app.client.url("/v1/images"))
         .header("content-type", "image/png")
         .body(body)
@@ -97,7 +99,11 @@ async fn an_s3_outage_mid_upload_is_a_503_that_leaves_nothing() {
     let (status, body) = app.client.upload(png_rgba(64, 48)).await;
     assert_eq!(status, 201, "uploads work again without a restart: {body}");
     let id = body["id"].as_str().unwrap();
-    let original = reqwest::get(app.client.url(&format!("/v1/images/{id}/original")))
+    let original = app
+        .client
+        .http
+        .get(app.client.url(&format!("/v1/images/{id}/original")))
+        .send()
         .await
         .unwrap();
     assert_eq!(original.status(), 200);

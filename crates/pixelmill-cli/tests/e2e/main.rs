@@ -6,6 +6,7 @@
 //! datacenter instead of the embedded store, in a keyspace of its own, and its blobs in the
 //! region's MinIO server (cluster/minio/minio) instead of files, in a bucket of its own.
 
+mod auth;
 mod bad_input;
 mod blobs;
 mod durability;

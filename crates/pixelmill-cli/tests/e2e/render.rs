@@ -151,32 +151,121 @@ async fn identical_concurrent_renders_compute_once() {
     assert!(metrics.contains("pixelmill_render_compute_seconds_count 1\n"));
 }
 
-/// With a signing key, render URLs need `sig` over their path and query.
+/// Without a key, a render URL must name its tenant and be signed with one of its two current
+/// render keys, and not be past its `exp`.
 #[tokio::test]
-async fn signed_render_urls_are_enforced() {
-    let key = "render-key";
-    let app = spawn_app(&[("PIXELMILL_RENDER_SIGNING_KEY", key)]);
-    let c = app.client.clone();
-    let image = c.upload_ok(jpeg(64, 48)).await;
-    let path = render_path(&image, "ops=resize:width=32&format=png");
-    let sig = pixelmill_api::sign_render_url(key.as_bytes(), &path);
+async fn signed_render_urls_are_enforced_per_tenant_with_rotation() {
+    let app = spawn_app(&[]);
+    let acme = app.client.tenant_client("acme").await;
+    let bolt = app.client.tenant_client("bolt").await;
+    let image = acme.upload_ok(jpeg(64, 48)).await;
+    let anonymous = reqwest::Client::new();
+    let fetch = |path: String| {
+        let (anonymous, url) = (anonymous.clone(), acme.url(&path));
+        async move { anonymous.get(url).send().await.unwrap() }
+    };
+    let render_key = |client: &pixelmill_testkit::Client| {
+        let client = client.clone();
+        async move {
+            let (_, tenant) = client.get_json("/v1/tenant").await;
+            tenant["render_keys"][0]["secret"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let signed = |key: &str, query: &str| {
+        let path = render_path(&image, query);
+        let sig = pixelmill_api::sign_render_url(key.as_bytes(), &path);
+        format!("{path}&sig={sig}")
+    };
+    let first = render_key(&acme).await;
+    let query = "ops=resize:width=32&format=png&tenant=acme";
 
-    let (status, body) = c.get_json(&path).await;
-    assert_eq!(
-        (status.as_u16(), body["error"]["code"].as_str()),
-        (401, Some("unauthorized"))
+    let unsigned = fetch(render_path(&image, query)).await;
+    assert_eq!(unsigned.status(), 401);
+    let body: serde_json::Value = unsigned.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("sig"),
+        "{body}"
     );
-    assert!(body["error"]["message"].as_str().unwrap().contains("sig="));
-    let signed = c
-        .http
-        .get(c.url(&format!("{path}&sig={sig}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed.status(), 200);
-    let tampered = render_path(&image, "ops=resize:width=33&format=png");
-    let (status, _) = c.get_json(&format!("{tampered}&sig={sig}")).await;
-    assert_eq!(status, 401);
+    assert_eq!(
+        fetch(render_path(&image, "ops=resize:width=32"))
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(fetch(signed(&first, query)).await.status(), 200);
+    let tampered = signed(&first, query).replace("width=32", "width=33");
+    assert_eq!(fetch(tampered).await.status(), 401);
+    let later = chrono_secs() + 3600;
+    let expiring = format!("{query}&exp={later}");
+    assert_eq!(fetch(signed(&first, &expiring)).await.status(), 200);
+    let past = format!("{query}&exp={}", chrono_secs() - 1);
+    assert_eq!(
+        fetch(signed(&first, &past)).await.status(),
+        401,
+        "past its exp"
+    );
+    // Another tenant's key signs nothing of acme's, and cannot pose as acme.
+    let other = render_key(&bolt).await;
+    assert_eq!(fetch(signed(&other, query)).await.status(), 401);
+    let as_bolt = query.replace("tenant=acme", "tenant=bolt");
+    assert_eq!(
+        fetch(signed(&other, &as_bolt)).await.status(),
+        404,
+        "acme's image is not bolt's"
+    );
+
+    // Rotation: the previous key keeps working until the next rotation.
+    let (status, _) = acme
+        .post_json("/v1/tenant/render-keys", &serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let second = render_key(&acme).await;
+    assert_ne!(second, first);
+    assert_eq!(fetch(signed(&second, query)).await.status(), 200);
+    assert_eq!(fetch(signed(&first, query)).await.status(), 200);
+    acme.post_json("/v1/tenant/render-keys", &serde_json::json!({}))
+        .await;
+    assert_eq!(
+        fetch(signed(&first, query)).await.status(),
+        401,
+        "two rotations retire a key"
+    );
+    assert_eq!(fetch(signed(&second, query)).await.status(), 200);
+}
+
+fn chrono_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `300` and `300.0`, or a default spelled out, are one request: one cache entry, one ETag.
+#[tokio::test]
+async fn equal_requests_in_other_spellings_share_one_cache_entry() {
+    let app = spawn_app(&[]);
+    let c = app.client.clone();
+    let image = c.upload_ok(jpeg(120, 80)).await;
+    let get = |query: &str| {
+        let url = c.url(&render_path(&image, query));
+        let http = c.http.clone();
+        async move { http.get(url).send().await.unwrap() }
+    };
+    let first = get("ops=resize:width=60&format=png").await;
+    assert_eq!(first.headers()["x-pixelmill-cache"], "miss");
+    let etag = first.headers()["etag"].clone();
+    for spelling in [
+        "ops=resize:width=60.0&format=png",
+        "ops=resize:width=60.000&format=png",
+    ] {
+        let again = get(spelling).await;
+        assert_eq!(again.status(), 200, "{spelling}");
+        assert_eq!(again.headers()["x-pixelmill-cache"], "memory", "{spelling}");
+        assert_eq!(again.headers()["etag"], etag, "{spelling}");
+    }
 }
 
 /// A render whose estimated cost is over the threshold is answered 202 with a job that completes.
@@ -199,6 +288,27 @@ async fn a_render_too_heavy_to_answer_inline_becomes_a_job() {
         .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["output"]["width"], 50, "{done}");
+
+    // Asking again, or in another spelling, never queues the same work twice.
+    let mut ids = std::collections::BTreeSet::new();
+    for query in [
+        "ops=resize:width=50&format=png",
+        "ops=resize:width=50.0&format=png",
+    ] {
+        let again = c
+            .http
+            .get(c.url(&render_path(&image, query)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 202);
+        let body: serde_json::Value = again.json().await.unwrap();
+        ids.insert(body["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        ids.into_iter().collect::<Vec<_>>(),
+        vec![job["id"].as_str().unwrap().to_owned()]
+    );
 }
 
 /// Renditions are kept in the blob store too, so a restarted node serves them without computing.

@@ -28,6 +28,10 @@ pub(super) const OUTBOX: Records = TableDefinition::new("outbox");
 pub(super) const HEARTBEATS: Records = TableDefinition::new("heartbeats");
 /// Key: region.
 pub(super) const REGION_STATES: Records = TableDefinition::new("region_states");
+/// Key: API key id.
+pub(super) const API_KEYS: Records = TableDefinition::new("api_keys");
+/// Key: tenant id.
+pub(super) const TENANTS: Records = TableDefinition::new("tenants");
 
 pub(super) const LINKS_BY_EXPIRY: Index<i64> = TableDefinition::new("links_by_expiry");
 pub(super) const LINKS_BY_BLOB: Index<&'static str> = TableDefinition::new("links_by_blob");

@@ -71,6 +71,7 @@ pub fn link(blob: &BlobKey, expires_at: UnixMillis) -> LinkRecord {
         bytes: 4_096,
         created_at: expires_at - 60_000,
         expires_at,
+        revoked_at: None,
     }
 }
 
