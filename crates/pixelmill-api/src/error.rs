@@ -7,6 +7,7 @@ use pixelmill_blob::BlobError;
 use pixelmill_engine::{EngineError, PipelineError};
 use pixelmill_jobs::AcceptError;
 use pixelmill_meta::MetaError;
+use pixelmill_notify::WebhookUrlError;
 use pixelmill_sched::SchedError;
 use serde_json::json;
 
@@ -140,6 +141,19 @@ impl From<SchedError> for ApiError {
             ),
             err if err.is_retryable() => unavailable("the scheduler", err),
             err => ApiError::internal(err.to_string()),
+        }
+    }
+}
+
+impl From<WebhookUrlError> for ApiError {
+    fn from(err: WebhookUrlError) -> Self {
+        let message = format!("notify.webhook: {err}");
+        match err {
+            WebhookUrlError::Invalid { .. } => ApiError::bad_request(message),
+            // A well-formed URL this server will not send to: docs/SECURITY.md, "Outbound requests".
+            WebhookUrlError::Refused { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "webhook_refused", message)
+            }
         }
     }
 }

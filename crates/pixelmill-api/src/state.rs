@@ -22,6 +22,8 @@ pub struct ApiSettings {
     /// past the link's expiry) instead of streaming the bytes itself; stores without presigned
     /// URLs (files) still stream.
     pub download_redirect: Option<Duration>,
+    /// Which addresses webhook URLs may name (checked again when they are delivered).
+    pub outbound: pixelmill_outbound::Guard,
 }
 
 /// Shared handles given to every handler; cheap to clone.

@@ -46,6 +46,14 @@ pub fn job(record: &JobRecord, public_url: &str) -> Value {
             "bytes": o.bytes,
         })),
         "error": record.error,
+        // Why the webhook has not arrived: its latest failed attempt (a refused address, an
+        // error answer, a redirect), until one delivers.
+        "webhook_failure": record.webhook_failure.as_ref().map(|f| json!({
+            "attempts": f.attempts,
+            "failed_at": rfc3339(f.at),
+            "reason": f.reason,
+            "gave_up": f.gave_up,
+        })),
         // The region that accepted the job, and the one that runs it (another, once adopted).
         "home_region": record.home,
         "region": record.owner,

@@ -97,6 +97,12 @@ pub struct ServeArgs {
     /// How long failed webhooks keep being retried [default: 25h]
     #[arg(long, env = "PIXELMILL_WEBHOOK_RETRY_WINDOW", value_parser = duration)]
     webhook_retry_window: Option<Duration>,
+    /// Networks webhooks may reach although loopback, private, link-local or otherwise refused: CIDRs, comma-separated, e.g. 127.0.0.0/8,fd00::/8 (docs/SECURITY.md) [default: none]
+    #[arg(long, env = "PIXELMILL_WEBHOOK_ALLOW_NETS", value_delimiter = ',', value_parser = pixelmill_outbound::parse_allow_net)]
+    webhook_allow_nets: Vec<ipnet::IpNet>,
+    /// DNS server that resolves webhook hosts, e.g. 127.0.0.1:5353 [default: the system's, /etc/resolv.conf]
+    #[arg(long, env = "PIXELMILL_OUTBOUND_DNS")]
+    outbound_dns: Option<SocketAddr>,
     /// The bootstrap tenant's render signing key [default: generated with the tenant]
     #[arg(long, env = "PIXELMILL_RENDER_SIGNING_KEY", hide_env_values = true)]
     render_signing_key: Option<String>,
@@ -178,6 +184,8 @@ impl ServeArgs {
         c.webhook_secret = self.webhook_secret.or(c.webhook_secret);
         c.raft_listen = self.raft_listen.or(c.raft_listen);
         c.peers = self.peers;
+        c.webhook_allow_nets = self.webhook_allow_nets;
+        c.outbound_dns = self.outbound_dns.or(c.outbound_dns);
         self.region.apply(&mut c);
         c
     }

@@ -20,7 +20,7 @@ pub use ids::{BlobKey, EventId, ImageId, JobId, LinkToken, TenantId};
 pub use pipeline::{CompactParseError, IccMode, JobSpec, NotifySpec, OutputSpec, PipelineStep};
 pub use records::{
     fencing_token, Durability, Heartbeat, IdempotencyRecord, ImageRecord, JobOutput, JobRecord,
-    JobStatus, LinkRecord, OutboxEvent, RegionState, ReplicationTask,
+    JobStatus, LinkRecord, OutboxEvent, RegionState, ReplicationTask, WebhookFailure,
 };
 pub use time::{now_ms, parse_duration, DurationParseError, UnixMillis};
 

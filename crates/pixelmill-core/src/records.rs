@@ -118,6 +118,23 @@ pub struct JobRecord {
     /// (`fencing_token`), so any lease of a later owner outranks every lease of an earlier one.
     #[serde(default)]
     pub epoch: u32,
+    /// The job's latest webhook attempt that did not deliver (a refused address, an error
+    /// answer, no answer), as the notifier recorded it; `None` before any failed and once one
+    /// delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_failure: Option<WebhookFailure>,
+}
+
+/// A webhook attempt that did not deliver, kept on its job so the client can see why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookFailure {
+    /// Attempts made so far, this one included.
+    pub attempts: u32,
+    pub at: UnixMillis,
+    /// What went wrong, e.g. the refused address and its range, or the receiver's answer.
+    pub reason: String,
+    /// No attempt follows: the URL can never be delivered to, or its retry window closed.
+    pub gave_up: bool,
 }
 
 /// Bits of a fencing token below the epoch: room for a trillion log entries per region.
@@ -158,6 +175,7 @@ impl JobRecord {
             home: region.map(str::to_owned),
             owner: region.map(str::to_owned),
             epoch: 0,
+            webhook_failure: None,
         }
     }
 

@@ -82,6 +82,13 @@ pub struct Config {
     /// How long a webhook keeps being retried. Default 25 h (the contract asks for at least 24 h).
     #[serde(with = "duration_text")]
     pub webhook_retry_window: Duration,
+    /// Networks webhooks may reach although they are loopback, private, link-local or otherwise
+    /// refused (docs/SECURITY.md, "Outbound requests"), e.g. `["127.0.0.0/8"]`; an allowed net
+    /// wins over the refusal. Default empty.
+    pub webhook_allow_nets: Vec<ipnet::IpNet>,
+    /// The DNS server webhook hosts are resolved with, e.g. `127.0.0.1:5353`. Default: the
+    /// system's (`/etc/resolv.conf`).
+    pub outbound_dns: Option<SocketAddr>,
     /// How long every node of another region may be silent (no heartbeat seen moving, by this
     /// node's clock) before this region adopts its unfinished jobs. Shorter fails over sooner;
     /// longer rides out more of a partition without moving work. Default 30 s.
@@ -165,6 +172,8 @@ impl Default for Config {
             expired_link_grace: Duration::from_secs(7 * 86_400),
             sweep_interval: Duration::from_secs(60),
             webhook_retry_window: Duration::from_secs(25 * 3600),
+            webhook_allow_nets: Vec::new(),
+            outbound_dns: None,
             region_grace: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(1),
             node_id: 1,

@@ -38,6 +38,7 @@ use pixelmill_engine::{Limits, Registry};
 use pixelmill_jobs::{JobMetrics, JobSettings, Jobs, ENDED_UNFINISHED};
 use pixelmill_meta::Tenants;
 use pixelmill_notify::{JobEvents, NotifyMetrics, WebhookConfig, WebhookDelivery};
+use pixelmill_outbound::Guard;
 use pixelmill_regions::Regions;
 use pixelmill_sched::{RaftGroup, SchedConfig, Scheduler};
 use ractor::{Actor, ActorRef};
@@ -208,6 +209,7 @@ impl Node {
                 public_url: public_url.clone(),
                 idempotency_ttl: Duration::from_secs(86_400),
                 download_redirect: config.download_redirect,
+                outbound: Guard::new(config.webhook_allow_nets.clone()),
             },
             render: Arc::new(
                 Renderer::new(render_settings(&config, limits), &prometheus)
@@ -276,6 +278,8 @@ impl Node {
                         WebhookConfig {
                             region: config.region.clone(),
                             owner_first: config.region_grace,
+                            guard: Guard::new(config.webhook_allow_nets.clone()),
+                            dns: config.outbound_dns,
                             ..WebhookConfig::default()
                         },
                         notify_metrics,

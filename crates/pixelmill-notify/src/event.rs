@@ -131,6 +131,7 @@ mod tests {
             home: None,
             owner: None,
             epoch: 0,
+            webhook_failure: None,
         }
     }
 

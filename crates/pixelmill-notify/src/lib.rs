@@ -11,6 +11,7 @@ mod event;
 mod events;
 mod metrics;
 mod signature;
+mod target;
 mod webhook;
 
 pub use event::{outbox_event, DEFAULT_RETRY_WINDOW, JOB_FAILED, JOB_SUCCEEDED};
@@ -18,6 +19,5 @@ pub use events::{JobEvent, JobEvents, DEFAULT_CAPACITY};
 pub use metrics::NotifyMetrics;
 pub use pixelmill_core::BackoffConfig;
 pub use signature::{sign, verify};
-pub use webhook::{
-    validate_webhook_url, DeliveryReport, NotifyError, WebhookConfig, WebhookDelivery,
-};
+pub use target::{validate_webhook_url, WebhookUrlError};
+pub use webhook::{DeliveryReport, NotifyError, WebhookConfig, WebhookDelivery};

@@ -4,14 +4,18 @@
 use crate::event::{readiness, Readiness};
 use crate::metrics::{NotifyMetrics, Outcome};
 use crate::signature::sign;
+use crate::target::validate_webhook_url;
 use futures::stream::{self, StreamExt};
 use pixelmill_core::BackoffConfig;
-use pixelmill_core::{JobRecord, OutboxEvent, UnixMillis};
-use pixelmill_meta::MetaStore;
-use reqwest::header::CONTENT_TYPE;
-use reqwest::{redirect, Client, Url};
+use pixelmill_core::{JobRecord, OutboxEvent, UnixMillis, WebhookFailure};
+use pixelmill_meta::{Fenced, MetaStore};
+use pixelmill_outbound::{client_builder, GuardedResolver, ResolveError};
+use reqwest::header::{CONTENT_TYPE, LOCATION};
+use reqwest::Client;
 use std::error::Error as _;
 use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -29,6 +33,10 @@ pub struct WebhookConfig {
     /// due time, so one region sends it and the others stand in only when it does not.
     pub region: Option<String>,
     pub owner_first: Duration,
+    /// Which addresses webhooks may reach (`pixelmill_outbound`).
+    pub guard: pixelmill_outbound::Guard,
+    /// The DNS server webhook hosts are resolved with; `None`: the system's.
+    pub dns: Option<SocketAddr>,
 }
 
 impl Default for WebhookConfig {
@@ -39,6 +47,8 @@ impl Default for WebhookConfig {
             backoff: BackoffConfig::default(),
             region: None,
             owner_first: Duration::from_secs(30),
+            guard: pixelmill_outbound::Guard::default(),
+            dns: None,
         }
     }
 }
@@ -48,7 +58,16 @@ pub enum NotifyError {
     #[error("the webhook signing secret is empty; configure a random secret (32 bytes or more)")]
     EmptySecret,
     #[error("cannot build the webhook HTTP client: {0}; check this host's TLS setup")]
-    Client(reqwest::Error),
+    Client(#[source] reqwest::Error),
+    #[error("cannot set up webhook DNS lookups: {0}")]
+    Resolver(#[from] ResolveError),
+}
+
+/// Why an attempt did not deliver.
+struct Failure {
+    reason: String,
+    /// No later attempt can do better (a literal address the guard refuses).
+    permanent: bool,
 }
 
 /// What one `deliver_due` pass did.
@@ -89,9 +108,9 @@ impl WebhookDelivery {
         if secret.is_empty() {
             return Err(NotifyError::EmptySecret);
         }
-        let client = Client::builder()
+        let resolver = GuardedResolver::new(Arc::new(config.guard.clone()), config.dns)?;
+        let client = client_builder(Arc::new(resolver))
             .timeout(config.timeout)
-            .redirect(redirect::Policy::limited(3))
             .user_agent(USER_AGENT)
             .build()
             .map_err(NotifyError::Client)?;
@@ -149,10 +168,10 @@ impl WebhookDelivery {
                     .await,
             );
         }
-        match meta.get_job(&event.tenant, &event.job_id).await {
+        let job = match meta.get_job(&event.tenant, &event.job_id).await {
             Ok(Some(job)) if self.left_to_owner(&event, &job, now) => return None,
             Ok(Some(job)) => match readiness(&event, &job) {
-                Readiness::Ready => {}
+                Readiness::Ready => Some(job),
                 Readiness::NotYet => return None,
                 Readiness::Superseded => {
                     let reason = "its job ended with another outcome, announced by its own event";
@@ -160,13 +179,13 @@ impl WebhookDelivery {
                 }
             },
             // A job record is never deleted while its events are pending; deliver what we have.
-            Ok(None) => {}
+            Ok(None) => None,
             Err(e) => {
                 warn!(job = %event.job_id, error = %e, "cannot read the job of a due webhook; trying again next pass");
                 return None;
             }
-        }
-        Some(self.send_and_settle(meta, event, now).await)
+        };
+        Some(self.send_and_settle(meta, event, job, now).await)
     }
 
     /// Whether `event` is another region's to send now: its job's owner's, within
@@ -185,13 +204,12 @@ impl WebhookDelivery {
         &self,
         meta: &dyn MetaStore,
         mut event: OutboxEvent,
+        job: Option<JobRecord>,
         now: UnixMillis,
     ) -> Outcome {
-        if let Err(reason) = validate_webhook_url(&event.target) {
-            return self.give_up(meta, &event, &reason).await;
-        }
         let failure = match self.send(&event, now).await {
             Ok(()) => {
+                self.record(meta, job, None).await;
                 if let Err(e) = meta.delete_outbox(&event.event_id).await {
                     // The row stays due, so the receiver gets this event id again: a duplicate,
                     // which the contract allows, rather than a loss.
@@ -206,16 +224,23 @@ impl WebhookDelivery {
         event.attempts += 1;
         let delay = self.config.backoff.delay(event.attempts);
         let next = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-        if next >= event.give_up_at {
-            let reason = format!(
-                "attempt {} failed ({failure}) and its retry window closes before the next",
-                event.attempts
-            );
+        let reason = &failure.reason;
+        if failure.permanent || next >= event.give_up_at {
+            let why = if failure.permanent {
+                "no later attempt can be delivered"
+            } else {
+                "its retry window closes before the next"
+            };
+            let reason = format!("attempt {} failed ({reason}); {why}", event.attempts);
+            let recorded = self.failure(&event, now, &reason, true);
+            self.record(meta, job, Some(recorded)).await;
             return self.give_up(meta, &event, &reason).await;
         }
+        self.record(meta, job, Some(self.failure(&event, now, reason, false)))
+            .await;
         event.next_attempt_at = next;
         info!(job = %event.job_id, target = %event.target, attempts = event.attempts,
-            retry_in_ms = next - now, "webhook not delivered: {failure}; retrying");
+            retry_in_ms = next - now, "webhook not delivered: {reason}; retrying");
         if let Err(e) = meta.put_outbox(&event).await {
             // The old row is still due, so the next pass retries without waiting out the backoff.
             warn!(job = %event.job_id, event_id = %event.event_id, error = %e,
@@ -225,8 +250,16 @@ impl WebhookDelivery {
         Outcome::Retry
     }
 
-    /// One POST of the stored body, signed for this attempt's time.
-    async fn send(&self, event: &OutboxEvent, now: UnixMillis) -> Result<(), String> {
+    /// One POST of the stored body, signed for this attempt's time, unless the URL is refused.
+    async fn send(&self, event: &OutboxEvent, now: UnixMillis) -> Result<(), Failure> {
+        // Checked again at every attempt: the allowed nets may have changed since submission,
+        // and a literal address never passes through the resolver that checks names.
+        if let Err(e) = validate_webhook_url(&event.target, &self.config.guard) {
+            return Err(Failure {
+                reason: e.to_string(),
+                permanent: true,
+            });
+        }
         let signature = sign(&self.secret, now.div_euclid(1000), event.payload.as_bytes());
         let started = Instant::now();
         let result = self
@@ -239,10 +272,61 @@ impl WebhookDelivery {
             .send()
             .await;
         self.metrics.webhook_latency(started.elapsed());
-        match result {
-            Ok(response) if response.status().is_success() => Ok(()),
-            Ok(response) => Err(format!("receiver answered {}", response.status())),
-            Err(e) => Err(describe(&e.without_url())),
+        let reason = match result {
+            Ok(response) if response.status().is_success() => return Ok(()),
+            Ok(response) if response.status().is_redirection() => {
+                let to = response.headers().get(LOCATION);
+                let to = to.and_then(|v| v.to_str().ok()).unwrap_or("nowhere");
+                format!(
+                    "receiver answered {} redirecting to {to:?}; redirects are not followed, \
+                     so give the job the final URL",
+                    response.status()
+                )
+            }
+            Ok(response) => format!("receiver answered {}", response.status()),
+            Err(e) => describe(&e.without_url()),
+        };
+        Err(Failure {
+            reason,
+            permanent: false,
+        })
+    }
+
+    fn failure(
+        &self,
+        event: &OutboxEvent,
+        now: UnixMillis,
+        reason: &str,
+        gave_up: bool,
+    ) -> WebhookFailure {
+        WebhookFailure {
+            attempts: event.attempts,
+            at: now,
+            reason: reason.to_owned(),
+            gave_up,
+        }
+    }
+
+    /// Keeps the attempt's outcome on the job, so its client sees why a webhook did not arrive.
+    /// Written under the lease that wrote the job's outcome: a later attempt's write wins.
+    async fn record(
+        &self,
+        meta: &dyn MetaStore,
+        job: Option<JobRecord>,
+        failure: Option<WebhookFailure>,
+    ) {
+        let Some(mut job) = job.filter(|job| job.webhook_failure != failure) else {
+            return;
+        };
+        job.webhook_failure = failure;
+        match meta.put_job_fenced(&job).await {
+            Ok(Fenced::Stored) => {}
+            Ok(Fenced::Refused(_)) => {
+                info!(job = %job.id, "the job changed since this webhook attempt; its outcome is not recorded on it")
+            }
+            Err(e) => {
+                warn!(job = %job.id, error = %e, "cannot record the webhook attempt on its job")
+            }
         }
     }
 
@@ -271,51 +355,9 @@ fn describe(e: &reqwest::Error) -> String {
     text
 }
 
-/// Checks a client-supplied webhook URL: absolute, `http` or `https`, with a host.
-pub fn validate_webhook_url(s: &str) -> Result<(), String> {
-    const EXAMPLE: &str = "write it like https://example.com/hooks/pixelmill";
-    let url = Url::parse(s)
-        .map_err(|e| format!("webhook URL {s:?} is not an absolute URL ({e}); {EXAMPLE}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "webhook URL {s:?} uses scheme {:?}; only http and https are delivered, {EXAMPLE}",
-            url.scheme()
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("webhook URL {s:?} has no host; {EXAMPLE}"));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn accepts_http_and_https_urls_with_a_host() {
-        for url in ["https://example.com/hook", "http://127.0.0.1:8080/h?x=1"] {
-            assert_eq!(validate_webhook_url(url), Ok(()), "{url}");
-        }
-    }
-
-    #[test]
-    fn rejects_other_schemes_relative_urls_and_missing_hosts_with_a_fix() {
-        for url in [
-            "ftp://example.com/x",
-            "file:///etc/passwd",
-            "/hook",
-            "example.com",
-            "http://",
-            "mailto:a@b.c",
-        ] {
-            let err = validate_webhook_url(url).unwrap_err();
-            assert!(
-                err.contains("https://example.com/hooks/pixelmill"),
-                "{url}: {err}"
-            );
-        }
-    }
 
     #[test]
     fn debug_never_shows_the_secret() {

@@ -8,13 +8,14 @@ use axum::routing::post;
 use axum::Router;
 use pixelmill_core::{
     ImageId, JobId, JobRecord, JobSpec, JobStatus, NotifySpec, OutboxEvent, OutputSpec, TenantId,
-    UnixMillis,
+    UnixMillis, WebhookFailure,
 };
 use pixelmill_meta::{MetaStore, RedbMetaStore};
 use pixelmill_notify::{
     outbox_event, verify, BackoffConfig, DeliveryReport, NotifyMetrics, WebhookConfig,
     WebhookDelivery, DEFAULT_RETRY_WINDOW,
 };
+use pixelmill_outbound::{parse_allow_nets, Guard};
 use prometheus::Registry;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -91,6 +92,11 @@ impl Harness {
 
     /// A node of `region`, whose notifier leaves other regions' events to them first.
     fn with_region(region: Option<&str>) -> Self {
+        Self::with(region, "127.0.0.0/8")
+    }
+
+    /// A node that allows webhooks to reach `allow` (the receivers here are on loopback).
+    fn with(region: Option<&str>, allow: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let meta = RedbMetaStore::open(&dir.path().join("meta.redb")).unwrap();
         let registry = Registry::new();
@@ -102,6 +108,7 @@ impl Harness {
             },
             region: region.map(str::to_owned),
             owner_first: Duration::from_millis(OWNER_FIRST_MS as u64),
+            guard: Guard::new(parse_allow_nets(allow).unwrap()),
             ..WebhookConfig::default()
         };
         let metrics = NotifyMetrics::register(&registry).unwrap();
@@ -141,6 +148,7 @@ impl Harness {
             home: None,
             owner: None,
             epoch: 0,
+            webhook_failure: None,
         };
         let link = "https://px.example.com/v1/links/tok";
         let event = outbox_event(&job, Some(link), NOW, window).unwrap();
@@ -167,6 +175,16 @@ impl Harness {
             .unwrap();
         change(&mut job);
         self.meta.put_job(&job).await.unwrap();
+    }
+
+    /// The webhook failure recorded on the event's job.
+    async fn failure(&self, event: &OutboxEvent) -> Option<WebhookFailure> {
+        let job = self
+            .meta
+            .get_job(&event.tenant, &event.job_id)
+            .await
+            .unwrap();
+        job.unwrap().webhook_failure
     }
 
     async fn deliver(&self, now: UnixMillis) -> DeliveryReport {
@@ -359,6 +377,65 @@ async fn a_target_that_is_not_http_is_given_up_at_once() {
     assert_eq!(h.deliver(NOW).await, report(0, 0, 1));
     assert!(h.rows().await.is_empty());
     assert_eq!(h.counter("gave_up"), 1);
+}
+
+/// A redirect is answered as it is, never followed: the attempt fails, saying so on the job, and
+/// the receiver it points to (outside the allowed net) hears nothing.
+#[tokio::test]
+async fn a_redirect_is_a_failed_attempt_recorded_on_the_job_and_not_followed() {
+    let h = Harness::with(None, "127.0.0.2/32");
+    let (target, target_url) = Receiver::start(&[]).await;
+    let redirector = Redirector::start(&target_url).await;
+    let event = h.enqueue(&redirector, DEFAULT_RETRY_WINDOW).await;
+
+    assert_eq!(h.deliver(NOW).await, report(0, 1, 0));
+    assert!(target.seen().is_empty(), "the redirect was followed");
+    let failure = h.failure(&event).await.expect("the attempt is recorded");
+    assert!(
+        failure.reason.contains("redirects are not followed"),
+        "{failure:?}"
+    );
+    assert_eq!((failure.attempts, failure.gave_up), (1, false));
+}
+
+/// A target the guard refuses is never sent to: a literal address fails for good at once, and
+/// the job says why and how to allow it.
+#[tokio::test]
+async fn a_refused_literal_target_is_given_up_unsent_and_recorded_on_the_job() {
+    let h = Harness::with(None, "127.0.0.2/32");
+    let (receiver, url) = Receiver::start(&[]).await;
+    let event = h.enqueue(&url, DEFAULT_RETRY_WINDOW).await;
+
+    assert_eq!(h.deliver(NOW).await, report(0, 0, 1));
+    assert!(receiver.seen().is_empty());
+    assert!(h.rows().await.is_empty());
+    let failure = h.failure(&event).await.expect("the refusal is recorded");
+    assert!(failure.gave_up, "{failure:?}");
+    for part in ["127.0.0.1", "127.0.0.0/8", "PIXELMILL_WEBHOOK_ALLOW_NETS"] {
+        assert!(failure.reason.contains(part), "{part}: {failure:?}");
+    }
+}
+
+/// A receiver that answers every request with a 307 to another URL; listens on 127.0.0.2.
+struct Redirector;
+
+impl Redirector {
+    async fn start(location: &str) -> String {
+        let location = location.to_owned();
+        let app = Router::new().route(
+            "/hook",
+            post(move || async move {
+                (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [(axum::http::header::LOCATION, location)],
+                )
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    }
 }
 
 #[tokio::test]

@@ -1,8 +1,10 @@
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,6 +59,8 @@ struct Shared {
     received: Arc<Mutex<Vec<Delivery>>>,
     /// Requests answered 500 before the receiver starts accepting.
     fail_first: Arc<AtomicUsize>,
+    /// Where every request is redirected (307), if anywhere.
+    redirect: Option<String>,
 }
 
 /// A real webhook receiver on a loopback port.
@@ -75,7 +79,25 @@ impl Hooks {
     pub async fn start_on(port: u16, fail_first: usize) -> Hooks {
         let shared = Shared::default();
         shared.fail_first.store(fail_first, Ordering::SeqCst);
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        Self::serve(Ipv4Addr::LOCALHOST.into(), port, shared).await
+    }
+
+    /// Listens on another loopback address, e.g. 127.0.0.2, to test which ones may be reached.
+    pub async fn start_at(ip: IpAddr) -> Hooks {
+        Self::serve(ip, 0, Shared::default()).await
+    }
+
+    /// Listens on `ip` and answers every request with a 307 redirect to `location`.
+    pub async fn redirecting(ip: IpAddr, location: &str) -> Hooks {
+        let shared = Shared {
+            redirect: Some(location.to_owned()),
+            ..Shared::default()
+        };
+        Self::serve(ip, 0, shared).await
+    }
+
+    async fn serve(ip: IpAddr, port: u16, shared: Shared) -> Hooks {
+        let listener = tokio::net::TcpListener::bind((ip, port))
             .await
             .expect("bind hooks");
         let addr = listener.local_addr().expect("hooks addr");
@@ -115,19 +137,26 @@ impl Drop for Hooks {
     }
 }
 
-async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     shared
         .received
         .lock()
         .expect("hooks lock")
         .push(Delivery { headers, body });
+    if let Some(location) = &shared.redirect {
+        return (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(header::LOCATION, location.clone())],
+        )
+            .into_response();
+    }
     let failing = shared
         .fail_first
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
     if failing {
-        StatusCode::INTERNAL_SERVER_ERROR
+        StatusCode::INTERNAL_SERVER_ERROR.into_response()
     } else {
-        StatusCode::OK
+        StatusCode::OK.into_response()
     }
 }

@@ -1,14 +1,16 @@
 //! Test helpers shared by pixelmill's end-to-end tests: a real `pixelmill` process on a loopback
-//! port with its own data dir, a real webhook receiver, test images, a small HTTP client and the
+//! port with its own data dir, a real webhook receiver, a DNS authority with fixed answers, test images, a small HTTP client and the
 //! servers of cluster/.
 
 mod client;
+mod dns;
 mod hooks;
 mod images;
 mod server;
 mod servers;
 
 pub use client::Client;
+pub use dns::Dns;
 
 /// The bootstrap admin key of every node a test starts (`Server`), and what `Client::new` sends.
 pub const ADMIN_KEY: &str = "pixelmill-test-bootstrap-admin-key-0123456789abcdef";

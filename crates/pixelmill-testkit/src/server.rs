@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 /// 2-core machine has stretched past 30 s.
 const START_LIMIT: Duration = Duration::from_secs(120);
 
+const ALLOW_NETS: (&str, &str) = ("PIXELMILL_WEBHOOK_ALLOW_NETS", "127.0.0.0/8");
+
 /// A `pixelmill serve` child process on a free loopback port. Killed when dropped.
 pub struct Server {
     bin: PathBuf,
@@ -41,10 +43,14 @@ impl Server {
     }
 
     /// Every test node knows `ADMIN_KEY` (a test may give another with `PIXELMILL_BOOTSTRAP_KEY`).
+    /// Tests' webhook receivers listen on loopback, which the outbound guard refuses unless it is
+    /// allowed; a test that sets the variable itself (to check the guard) keeps its own value.
     fn set_env(&mut self, env: &[(&str, &str)]) {
+        let own = env.iter().any(|(k, _)| *k == ALLOW_NETS.0);
         self.env = [("PIXELMILL_BOOTSTRAP_KEY", crate::ADMIN_KEY)]
             .iter()
             .chain(env)
+            .chain((!own).then_some(&ALLOW_NETS))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
     }

@@ -38,7 +38,7 @@ pub async fn create(
             "the job request is not valid JSON of the expected shape: {e}; see docs/API.md (Jobs)"
         ))
     })?;
-    validate_notify(&request.notify)?;
+    validate_notify(&state, &request.notify)?;
     pixelmill_engine::check_output(&request.output)
         .map_err(|msg| ApiError::invalid_pipeline(format!("output: {msg}")))?;
     let pipeline = state.registry.compile(&request.pipeline)?;
@@ -96,10 +96,9 @@ pub(crate) fn accepted(state: &AppState, job: &JobRecord, status: StatusCode) ->
         .into_response()
 }
 
-fn validate_notify(notify: &NotifySpec) -> ApiResult<()> {
+fn validate_notify(state: &AppState, notify: &NotifySpec) -> ApiResult<()> {
     if let Some(url) = &notify.webhook {
-        pixelmill_notify::validate_webhook_url(url)
-            .map_err(|msg| ApiError::bad_request(format!("notify.webhook: {msg}")))?;
+        pixelmill_notify::validate_webhook_url(url, &state.settings.outbound)?;
     }
     if notify.email.is_some() {
         return Err(ApiError::bad_request(

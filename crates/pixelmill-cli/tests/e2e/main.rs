@@ -20,6 +20,7 @@ mod overload;
 mod process;
 mod regions;
 mod render;
+mod ssrf;
 mod watermark;
 
 use pixelmill_testkit::{Client, Server};
