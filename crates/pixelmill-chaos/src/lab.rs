@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use pixelmill_regions::Regions;
+use pixelmill_sched::{raft_auth_header, RaftSecret, Recipient, RAFT_AUTH_HEADER};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -22,6 +23,8 @@ pub struct Lab {
     pub service: String,
     /// Every node's bootstrap admin API key (`geo key`).
     pub key: String,
+    /// The raft secret `geo start` makes afresh; read at each use.
+    raft_secret: PathBuf,
 }
 
 impl Lab {
@@ -44,6 +47,7 @@ impl Lab {
             .split_once(' ')
             .context("`geo dns` prints ADDRESS:PORT NAME")?;
         let key = run(&geo, &["key"])?.trim().to_owned();
+        let raft_secret = PathBuf::from(run(&geo, &["raft-secret-file"])?.trim());
         Ok(Self {
             key,
             geo,
@@ -53,6 +57,7 @@ impl Lab {
             nodes,
             dns: dns.parse().context("the DNS server's address")?,
             service: service.to_owned(),
+            raft_secret,
         })
     }
 
@@ -162,9 +167,23 @@ impl Lab {
     /// not answer within a second or knows no leader. Asked over HTTP, as `geo leader` does, but
     /// concurrently and without a shell, so an election is timed to a fraction of a second.
     async fn raft_leaders(&self, http: &reqwest::Client, region: &str) -> Vec<Option<u8>> {
+        let secret = match RaftSecret::from_file(&self.raft_secret) {
+            Ok(secret) => secret,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask the nodes for their raft status");
+                return vec![None; self.nodes_of(region).len()];
+            }
+        };
+        let secret = &secret;
         let asks = self.nodes_of(region).into_iter().map(|api| async move {
+            let path = "/raft/status";
+            let now = pixelmill_core::now_ms();
             let status: serde_json::Value = http
-                .get(format!("http://{}:{RAFT_PORT}/raft/status", api.ip()))
+                .get(format!("http://{}:{RAFT_PORT}{path}", api.ip()))
+                .header(
+                    RAFT_AUTH_HEADER,
+                    raft_auth_header(secret, "GET", path, Recipient::Any, &[], now),
+                )
                 .timeout(Duration::from_secs(1))
                 .send()
                 .await

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use pixelmill_geodns::{CheckConfig, GeoDns, GeoDnsConfig};
 use pixelmill_node::{Config, RaftPeer};
 use pixelmill_regions::Regions;
-use pixelmill_sched::MembershipChange;
+use pixelmill_sched::{MembershipChange, RaftSecret};
 use reqwest::Method;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -29,7 +29,35 @@ pub enum RaftAction {
     Remove { id: u64 },
 }
 
-pub async fn raft(at: &str, action: RaftAction) -> Result<()> {
+/// Where the region's raft secret comes from, for `serve` and `raft`.
+#[derive(Args)]
+pub struct RaftSecretArgs {
+    /// File holding the region's raft secret, at least 32 bytes and the same on every node (or the secret itself in PIXELMILL_RAFT_SECRET, kept out of the process list) [default: none; a node with --peers needs one]
+    #[arg(long, env = "PIXELMILL_RAFT_SECRET_FILE")]
+    raft_secret_file: Option<PathBuf>,
+}
+
+impl RaftSecretArgs {
+    pub fn load(&self) -> Result<Option<RaftSecret>> {
+        let secret = match (
+            &self.raft_secret_file,
+            std::env::var("PIXELMILL_RAFT_SECRET"),
+        ) {
+            (Some(path), _) => RaftSecret::from_file(path)?,
+            (None, Ok(text)) => RaftSecret::new(&text).context("PIXELMILL_RAFT_SECRET")?,
+            (None, Err(_)) => return Ok(None),
+        };
+        Ok(Some(secret))
+    }
+}
+
+/// How long `raft status` waits for the node's answer.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn raft(at: &str, secret: RaftSecretArgs, action: RaftAction) -> Result<()> {
+    let secret = secret.load()?.context(
+        "the raft listener answers only requests signed with the region's secret: set PIXELMILL_RAFT_SECRET or pass --raft-secret-file",
+    )?;
     let change = match action {
         RaftAction::Status => None,
         RaftAction::AddLearner { node } => Some(MembershipChange::AddLearner {
@@ -40,8 +68,8 @@ pub async fn raft(at: &str, action: RaftAction) -> Result<()> {
         RaftAction::Remove { id } => Some(MembershipChange::Remove { id }),
     };
     let status = match change {
-        None => pixelmill_sched::cluster_status_at(at).await?,
-        Some(change) => pixelmill_sched::change_membership_at(at, &change).await?,
+        None => pixelmill_sched::cluster_status_at(at, &secret, STATUS_TIMEOUT).await?,
+        Some(change) => pixelmill_sched::change_membership_at(at, &secret, &change).await?,
     };
     println!("{}", serde_json::to_string_pretty(&status)?);
     Ok(())

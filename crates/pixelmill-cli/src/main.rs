@@ -85,6 +85,8 @@ enum Command {
         /// A member's raft address, HOST:PORT (its --raft-listen or its entry in --peers)
         #[arg(long, env = "PIXELMILL_RAFT_AT")]
         at: String,
+        #[command(flatten)]
+        secret: admin::RaftSecretArgs,
         #[command(subcommand)]
         action: admin::RaftAction,
     },
@@ -157,7 +159,7 @@ async fn main() -> Result<()> {
         )
         .init();
     match Cli::parse().command {
-        Command::Serve(args) => serve::serve((*args).into_config()).await,
+        Command::Serve(args) => serve::serve((*args).into_config()?).await,
         Command::Process(args) => process::process(args),
         Command::Upload {
             file,
@@ -181,7 +183,7 @@ async fn main() -> Result<()> {
             client_subnet,
             bind,
         } => remote::resolve(dns, &name, client_subnet, bind).await,
-        Command::Raft { at, action } => admin::raft(&at, action).await,
+        Command::Raft { at, secret, action } => admin::raft(&at, secret, action).await,
         Command::Migrate { meta, region } => admin::migrate(meta, region).await,
         Command::Region { action } => admin::region(action).await,
         Command::Geodns(args) => admin::geodns(args).await,

@@ -1,5 +1,6 @@
 //! `pixelmill serve`: a node with every role; each flag overrides a default of `Config`.
 
+use crate::admin::RaftSecretArgs;
 use crate::{duration, RegionArgs};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -85,6 +86,11 @@ pub struct ServeArgs {
     /// Testing: delay added before every message to a raft peer, e.g. 30ms [default: 0]
     #[arg(long, env = "PIXELMILL_RAFT_MESSAGE_DELAY", value_parser = duration)]
     raft_message_delay: Option<Duration>,
+    #[command(flatten)]
+    raft_secret: RaftSecretArgs,
+    /// Largest scheduler snapshot accepted from the raft leader, in bytes [default: 268435456]
+    #[arg(long, env = "PIXELMILL_RAFT_MAX_SNAPSHOT_BYTES")]
+    raft_max_snapshot_bytes: Option<u64>,
     /// Attempts before a job fails for good [default: 5]
     #[arg(long, env = "PIXELMILL_MAX_ATTEMPTS")]
     max_attempts: Option<u32>,
@@ -139,7 +145,7 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    pub fn into_config(self) -> Config {
+    pub fn into_config(self) -> Result<Config> {
         let mut c = Config::default();
         macro_rules! set {
             ($($field:ident),*) => { $(if let Some(v) = self.$field { c.$field = v; })* };
@@ -164,6 +170,7 @@ impl ServeArgs {
             max_attempts,
             node_id,
             raft_message_delay,
+            raft_max_snapshot_bytes,
             expired_link_grace,
             sweep_interval,
             webhook_retry_window,
@@ -186,8 +193,9 @@ impl ServeArgs {
         c.peers = self.peers;
         c.webhook_allow_nets = self.webhook_allow_nets;
         c.outbound_dns = self.outbound_dns.or(c.outbound_dns);
+        c.raft_secret = self.raft_secret.load()?;
         self.region.apply(&mut c);
-        c
+        Ok(c)
     }
 }
 

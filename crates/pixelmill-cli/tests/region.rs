@@ -9,6 +9,7 @@
 //! region's nodes have fixed loopback addresses.
 
 use futures::stream::{self, StreamExt};
+use pixelmill_sched::{cluster_status_at, RaftSecret};
 use pixelmill_testkit::{cluster_with, png_rgba, sized_png, Client};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -70,25 +71,17 @@ impl Region {
         self.run.path().join(format!("n{node}/server.log"))
     }
 
-    /// The leader all running nodes agree on, polled every 10 ms.
+    /// The leader all running nodes agree on, polled every 10 ms (signed with the secret the
+    /// region script made).
     async fn leader(&self, among: &[u64]) -> u64 {
-        let http = pixelmill_testkit::admin_http();
+        let secret = RaftSecret::from_file(&self.run.path().join("raft-secret")).unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let mut seen = BTreeSet::new();
             for node in among {
-                let status: Option<Value> = async {
-                    let url = format!("http://127.0.1.{node}:7100/raft/status");
-                    let r = http
-                        .get(url)
-                        .timeout(Duration::from_millis(300))
-                        .send()
-                        .await
-                        .ok()?;
-                    r.json().await.ok()
-                }
-                .await;
-                seen.insert(status.and_then(|s| s["leader"].as_u64()));
+                let addr = format!("127.0.1.{node}:7100");
+                let status = cluster_status_at(&addr, &secret, Duration::from_millis(300)).await;
+                seen.insert(status.ok().and_then(|s| s.leader));
             }
             if let [Some(leader)] = seen.iter().copied().collect::<Vec<_>>()[..] {
                 if among.contains(&leader) {

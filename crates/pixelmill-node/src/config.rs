@@ -2,6 +2,7 @@
 //! fills it from flags and `PIXELMILL_*` environment variables.
 
 use pixelmill_core::Durability;
+use pixelmill_sched::{RaftSecret, SchedConfig};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -108,6 +109,12 @@ pub struct Config {
     /// Added before every message to a peer, to test the group under network latency. Default 0.
     #[serde(with = "duration_text")]
     pub raft_message_delay: Duration,
+    /// The secret every node of the region signs raft requests with (at least 32 bytes); a node
+    /// with `peers` refuses to start without it. Default: none.
+    #[serde(skip_serializing)]
+    pub raft_secret: Option<RaftSecret>,
+    /// Largest scheduler snapshot accepted from the raft leader, in bytes. Default 256 MiB.
+    pub raft_max_snapshot_bytes: u64,
     /// The bootstrap tenant's render signing key (it becomes the current one, the previous
     /// staying valid). Every tenant has its own, generated with the tenant and rotated with
     /// `POST /v1/tenant/render-keys`. Default: none (the generated one stays).
@@ -180,6 +187,8 @@ impl Default for Config {
             peers: Vec::new(),
             raft_listen: None,
             raft_message_delay: Duration::ZERO,
+            raft_secret: None,
+            raft_max_snapshot_bytes: SchedConfig::default().max_snapshot_bytes,
             render_signing_key: None,
             render_unsigned: false,
             bootstrap_key: None,

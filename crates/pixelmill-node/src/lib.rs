@@ -356,6 +356,7 @@ async fn open_scheduler(config: &Config) -> Result<Scheduler, NodeError> {
         queue_bound: config.queue_bound,
         max_attempts: config.max_attempts,
         message_delay: config.raft_message_delay,
+        max_snapshot_bytes: config.raft_max_snapshot_bytes,
         ..SchedConfig::default()
     };
     if config.peers.is_empty() {
@@ -371,6 +372,11 @@ async fn open_scheduler(config: &Config) -> Result<Scheduler, NodeError> {
             "a region of several nodes needs blobs they all see: pass --blob s3://… or a file:// directory every node shares".to_owned(),
         ));
     }
+    let secret = config.raft_secret.clone().ok_or_else(|| {
+        NodeError::Config(
+            "a node with --peers needs the region's raft secret, the same on every node: put at least 32 bytes (`head -c 32 /dev/urandom | base64`) in PIXELMILL_RAFT_SECRET or in a file given with --raft-secret-file".to_owned(),
+        )
+    })?;
     let own = config.peers.iter().find(|p| p.id == config.node_id);
     let listen = match (config.raft_listen, own) {
         (Some(addr), _) => addr,
@@ -399,7 +405,16 @@ async fn open_scheduler(config: &Config) -> Result<Scheduler, NodeError> {
         .iter()
         .map(|p| (p.id, p.addr.clone()))
         .collect();
-    Ok(Scheduler::open_group(&dir, sched_config, RaftGroup { listener, peers }).await?)
+    Ok(Scheduler::open_group(
+        &dir,
+        sched_config,
+        RaftGroup {
+            listener,
+            peers,
+            secret,
+        },
+    )
+    .await?)
 }
 
 /// Every region but `region`, from the region files.

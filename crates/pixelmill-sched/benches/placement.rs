@@ -16,7 +16,7 @@
 use futures::future::join_all;
 use pixelmill_core::{JobId, OutputFormat, OutputSpec, PipelineStep, TenantId};
 use pixelmill_engine::{Limits, Pipeline, Registry};
-use pixelmill_sched::{JobTicket, Lease, RaftGroup, SchedConfig, Scheduler, WorkerId};
+use pixelmill_sched::{JobTicket, Lease, RaftGroup, RaftSecret, SchedConfig, Scheduler, WorkerId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,6 +30,11 @@ const FAST_PER_SECOND: u64 = 20;
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).map_or(default, |v| v.parse().expect("a number"))
+}
+
+/// The group's shared raft secret (every member signs with it).
+fn secret() -> RaftSecret {
+    RaftSecret::new("a test secret of at least thirty-two bytes").unwrap()
 }
 
 async fn group(dir: &std::path::Path, n: u64, config: &SchedConfig) -> Vec<Scheduler> {
@@ -52,9 +57,17 @@ async fn group(dir: &std::path::Path, n: u64, config: &SchedConfig) -> Vec<Sched
             ..config.clone()
         };
         async move {
-            Scheduler::open_group(&dir, config, RaftGroup { listener, peers })
-                .await
-                .unwrap()
+            Scheduler::open_group(
+                &dir,
+                config,
+                RaftGroup {
+                    listener,
+                    peers,
+                    secret: secret(),
+                },
+            )
+            .await
+            .unwrap()
         }
     }))
     .await

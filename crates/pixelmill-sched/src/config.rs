@@ -21,6 +21,9 @@ pub struct SchedConfig {
     /// Raft log entries between snapshots of the queue; a snapshot lets the log before it (all but
     /// a fifth of an interval, at most 1,000 entries) be purged.
     pub snapshot_every_logs: u64,
+    /// Largest snapshot this node accepts from a leader, in bytes; a bigger one is refused and the
+    /// node stays behind until this is raised. Default 256 MiB.
+    pub max_snapshot_bytes: u64,
 }
 
 impl Default for SchedConfig {
@@ -33,6 +36,7 @@ impl Default for SchedConfig {
             fast_lane_max_cost: 1_000_000,
             message_delay: Duration::ZERO,
             snapshot_every_logs: 5_000,
+            max_snapshot_bytes: 256 << 20,
         }
     }
 }

@@ -22,6 +22,7 @@ mod types;
 pub use admin::{change_membership_at, cluster_status_at};
 pub use config::SchedConfig;
 pub use error::SchedError;
+pub use raft::{raft_auth_header, RaftSecret, Recipient, SecretError, RAFT_AUTH_HEADER};
 pub use scheduler::{RaftGroup, Scheduler};
 pub use types::{
     ClusterStatus, FailOutcome, JobTicket, LaneStats, Lease, MembershipChange, QueueStats,

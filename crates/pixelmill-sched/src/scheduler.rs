@@ -6,8 +6,8 @@ use crate::config::SchedConfig;
 use crate::error::SchedError;
 use crate::queue::{self, Command, Response};
 use crate::raft::{
-    self, Applied, CallError, LogStore, Raft, StateMachineStore, Transport, MEMBERSHIP_PATH,
-    WRITE_PATH,
+    self, Applied, CallError, LogStore, Raft, RaftSecret, StateMachineStore, Transport,
+    MEMBERSHIP_PATH, WRITE_PATH,
 };
 use crate::types::{
     ClusterStatus, FailOutcome, JobTicket, Lease, MembershipChange, QueueStats, Reclaimed, WorkerId,
@@ -40,12 +40,14 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// than `FORWARD_TIMEOUT`, so a forwarding node hears the leader's verdict.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The region's raft group as this node sees it: where peers send RPCs to it, and every voter's
-/// raft address (`host:port`) by node id, this node included.
+/// The region's raft group as this node sees it: where peers send RPCs to it, every voter's
+/// raft address (`host:port`) by node id, this node included, and the secret every request
+/// between them is signed with (the same on every node).
 #[derive(Debug)]
 pub struct RaftGroup {
     pub listener: tokio::net::TcpListener,
     pub peers: BTreeMap<u64, String>,
+    pub secret: RaftSecret,
 }
 
 /// A cheap-to-clone handle on the local scheduler raft node.
@@ -80,7 +82,8 @@ impl Scheduler {
     /// the state machine has caught up with the log.
     pub async fn open(dir: &Path, config: SchedConfig) -> Result<Scheduler, SchedError> {
         let id = config.node_id;
-        let scheduler = Self::build(dir, config).await?;
+        // No listener, no peer: nobody needs to know the secret its transport signs with.
+        let scheduler = Self::build(dir, config, RaftSecret::random()).await?;
         scheduler
             .init(BTreeMap::from([(id, BasicNode::default())]))
             .await?;
@@ -121,9 +124,9 @@ impl Scheduler {
                 group.peers.keys().collect::<Vec<_>>()
             )));
         }
-        let scheduler = Self::build(dir, config).await?;
+        let scheduler = Self::build(dir, config, group.secret.clone()).await?;
         let server = tokio::spawn({
-            let router = raft::router(scheduler.clone());
+            let router = raft::router(scheduler.clone(), group.secret);
             async move {
                 if let Err(e) = axum::serve(group.listener, router).await {
                     tracing::error!(error = %e, "the raft listener stopped");
@@ -157,7 +160,11 @@ impl Scheduler {
         Ok(scheduler)
     }
 
-    async fn build(dir: &Path, config: SchedConfig) -> Result<Scheduler, SchedError> {
+    async fn build(
+        dir: &Path,
+        config: SchedConfig,
+        secret: RaftSecret,
+    ) -> Result<Scheduler, SchedError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             SchedError::Storage(format!(
                 "cannot create scheduler directory {}: {e}",
@@ -171,7 +178,7 @@ impl Scheduler {
             .await
             .map_err(storage)?;
         let applied = sm.applied();
-        let transport = Transport::new(config.message_delay)
+        let transport = Transport::new(config.message_delay, secret)
             .map_err(|e| SchedError::Fatal(format!("cannot set up the raft transport: {e}")))?;
         let raft = Raft::new(
             config.node_id,
@@ -576,6 +583,10 @@ impl Scheduler {
         &self.inner.raft
     }
 
+    pub(crate) fn config(&self) -> &SchedConfig {
+        &self.inner.config
+    }
+
     async fn write(&self, cmd: Command) -> Result<Response, SchedError> {
         self.at_leader(WRITE_PATH, &cmd, cmd.is_repeatable(), || {
             self.write_here(cmd.clone())
@@ -655,7 +666,7 @@ impl Scheduler {
         match self
             .inner
             .transport
-            .call::<B, Result<T, SchedError>>(addr, path, body, FORWARD_TIMEOUT)
+            .call::<B, Result<T, SchedError>>(addr, path, leader, body, FORWARD_TIMEOUT)
             .await
         {
             // A leader that is shutting down refuses everything: nothing was applied.
@@ -666,6 +677,10 @@ impl Scheduler {
             Err(e @ CallError::Unreachable { .. }) => {
                 Attempt::Retry(gone(format!("is unreachable ({e})")))
             }
+            // Refused before it was read: nothing was applied.
+            Err(e @ CallError::Refused { .. }) => Attempt::Retry(SchedError::Unavailable(format!(
+                "the scheduler leader, node {leader}, refused a forwarded request: {e}"
+            ))),
             Err(e @ CallError::Failed { .. }) if repeatable => {
                 Attempt::Retry(gone(format!("did not answer ({e})")))
             }

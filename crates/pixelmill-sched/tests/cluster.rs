@@ -5,7 +5,8 @@
 use futures::future::join_all;
 use pixelmill_core::{JobId, TenantId};
 use pixelmill_sched::{
-    JobTicket, MembershipChange, RaftGroup, SchedConfig, SchedError, Scheduler, WorkerId,
+    JobTicket, MembershipChange, RaftGroup, RaftSecret, SchedConfig, SchedError, Scheduler,
+    WorkerId,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -25,6 +26,11 @@ struct Group {
     members: Vec<Member>,
     peers: BTreeMap<u64, String>,
     base: SchedConfig,
+}
+
+/// The group's shared raft secret (every member signs with it).
+fn secret() -> RaftSecret {
+    RaftSecret::new("a test secret of at least thirty-two bytes").unwrap()
 }
 
 fn config(id: u64, delay: Duration) -> SchedConfig {
@@ -72,9 +78,17 @@ impl Group {
             let dir = root.path().join(format!("n{id}"));
             let (peers, config) = (peers.clone(), member_config(&base, id));
             async move {
-                let sched = Scheduler::open_group(&dir, config, RaftGroup { listener, peers })
-                    .await
-                    .unwrap();
+                let sched = Scheduler::open_group(
+                    &dir,
+                    config,
+                    RaftGroup {
+                        listener,
+                        peers,
+                        secret: secret(),
+                    },
+                )
+                .await
+                .unwrap();
                 (id, dir, sched)
             }
         }))
@@ -131,6 +145,7 @@ impl Group {
         let group = RaftGroup {
             listener,
             peers: self.peers.clone(),
+            secret: secret(),
         };
         let sched = Scheduler::open_group(&member.dir, member_config(&self.base, id), group)
             .await
@@ -335,7 +350,11 @@ async fn a_node_joins_as_learner_is_promoted_and_another_is_removed() {
             Scheduler::open_group(
                 &dir,
                 config(4, Duration::ZERO),
-                RaftGroup { listener, peers },
+                RaftGroup {
+                    listener,
+                    peers,
+                    secret: secret(),
+                },
             )
             .await
         }

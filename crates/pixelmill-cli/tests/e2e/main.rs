@@ -18,6 +18,7 @@ mod idempotency;
 mod migrate;
 mod overload;
 mod process;
+mod raft;
 mod regions;
 mod render;
 mod ssrf;

@@ -2,6 +2,9 @@
 //! the listener that answers it. The queue logic itself lives in `crate::queue`; this side only
 //! moves bytes and log ids around it.
 
+mod auth;
+mod guard;
+mod inbox;
 mod log_store;
 mod network;
 mod server;
@@ -15,6 +18,7 @@ use openraft::{AnyError, ErrorSubject, ErrorVerb, SnapshotPolicy, StorageError, 
 use std::io::Cursor;
 use std::sync::Arc;
 
+pub use auth::{raft_auth_header, RaftSecret, Recipient, SecretError, RAFT_AUTH_HEADER};
 pub(crate) use log_store::LogStore;
 pub(crate) use network::{CallError, Transport, MEMBERSHIP_PATH, STATUS_PATH, WRITE_PATH};
 pub(crate) use server::router;

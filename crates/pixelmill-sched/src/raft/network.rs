@@ -1,9 +1,11 @@
 //! Peer transport: raft RPCs as JSON over HTTP to each peer's raft listener (`server.rs` answers
 //! them). A single voter never calls it. `delay` is added before every message a node sends, the
 //! way a slower network would; the test suite runs with it to check that elections and placement
-//! still hold up under realistic latency.
+//! still hold up under realistic latency. Every request is signed (`auth.rs`) for the node it
+//! goes to.
 
-use super::TypeConfig;
+use super::auth::{raft_auth_header, Recipient, RAFT_AUTH_HEADER};
+use super::{RaftSecret, TypeConfig};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -25,11 +27,13 @@ pub(crate) const WRITE_PATH: &str = "/raft/write";
 pub(crate) const MEMBERSHIP_PATH: &str = "/raft/membership";
 pub(crate) const STATUS_PATH: &str = "/raft/status";
 
-/// How inter-node HTTP is made: one connection pool for every peer, plus the injected delay.
+/// How inter-node HTTP is made: one connection pool for every peer, the injected delay, and the
+/// secret requests are signed with.
 #[derive(Clone)]
 pub(crate) struct Transport {
     client: reqwest::Client,
     delay: Duration,
+    secret: RaftSecret,
 }
 
 /// Why a call to a peer got no answer, and whether the peer certainly did not act on it.
@@ -41,31 +45,52 @@ pub(crate) enum CallError {
     /// The request may have been acted on: a timeout, a dropped response, a garbled body.
     #[error("no usable answer from {url}: {source}")]
     Failed { url: String, source: reqwest::Error },
+    /// The peer refused the request before acting on it (a bad signature, an oversized snapshot).
+    #[error("{url} refused the request ({status}): {message}")]
+    Refused {
+        url: String,
+        status: reqwest::StatusCode,
+        message: String,
+    },
 }
 
 impl Transport {
-    pub(crate) fn new(delay: Duration) -> Result<Transport, reqwest::Error> {
+    pub(crate) fn new(delay: Duration, secret: RaftSecret) -> Result<Transport, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .build()?;
-        Ok(Transport { client, delay })
+        Ok(Transport {
+            client,
+            delay,
+            secret,
+        })
     }
 
-    /// POSTs `body` as JSON to `addr` + `path` and decodes the JSON answer, within `timeout`.
+    /// POSTs `body` as JSON to `addr` + `path`, signed for node `to`, and decodes the JSON
+    /// answer, within `timeout`.
     pub(crate) async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         addr: &str,
         path: &str,
+        to: u64,
         body: &Req,
         timeout: Duration,
     ) -> Result<Resp, CallError> {
         let url = format!("http://{addr}{path}");
-        self.send(self.client.post(&url).json(body), url, timeout)
-            .await
+        let body = serde_json::to_vec(body).expect("raft messages serialise to JSON");
+        let auth = self.sign("POST", path, Recipient::Node(to), &body);
+        let request = self
+            .client
+            .post(&url)
+            .header(RAFT_AUTH_HEADER, auth)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        self.send(request, url, timeout).await
     }
 
-    /// GETs `addr` + `path` and decodes the JSON answer, within `timeout`.
+    /// GETs `addr` + `path`, signed for whichever node answers there, and decodes the JSON
+    /// answer, within `timeout`.
     pub(crate) async fn get<Resp: DeserializeOwned>(
         &self,
         addr: &str,
@@ -73,7 +98,20 @@ impl Transport {
         timeout: Duration,
     ) -> Result<Resp, CallError> {
         let url = format!("http://{addr}{path}");
-        self.send(self.client.get(&url), url, timeout).await
+        let auth = self.sign("GET", path, Recipient::Any, &[]);
+        let request = self.client.get(&url).header(RAFT_AUTH_HEADER, auth);
+        self.send(request, url, timeout).await
+    }
+
+    fn sign(&self, method: &str, path: &str, to: Recipient, body: &[u8]) -> String {
+        raft_auth_header(
+            &self.secret,
+            method,
+            path,
+            to,
+            body,
+            pixelmill_core::now_ms(),
+        )
     }
 
     async fn send<Resp: DeserializeOwned>(
@@ -92,6 +130,19 @@ impl Transport {
             }
             Err(source) => return Err(CallError::Failed { url, source }),
         };
+        let status = response.status();
+        if status.is_client_error() || status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            let text = response.text().await.unwrap_or_default();
+            let message = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
+                .unwrap_or(text);
+            return Err(CallError::Refused {
+                url,
+                status,
+                message,
+            });
+        }
         let response = response
             .error_for_status()
             .map_err(|source| CallError::Failed {
@@ -124,8 +175,8 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    /// One raft RPC: transport failures become `Unreachable` (nothing sent; openraft backs off
-    /// before retrying this peer) or `Network`, the peer's own refusal a `RemoteError`.
+    /// One raft RPC: transport failures become `Unreachable` (nothing sent or acted on; openraft
+    /// backs off before retrying this peer) or `Network`, the peer's own refusal a `RemoteError`.
     async fn rpc<Req, Resp, E>(
         &self,
         path: &str,
@@ -139,10 +190,12 @@ impl Peer {
     {
         let answer: Result<Resp, E> = self
             .transport
-            .call(&self.addr, path, req, option.hard_ttl())
+            .call(&self.addr, path, self.target, req, option.hard_ttl())
             .await
             .map_err(|e| match e {
-                CallError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+                CallError::Unreachable { .. } | CallError::Refused { .. } => {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                }
                 CallError::Failed { .. } => RPCError::Network(NetworkError::new(&e)),
             })?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
