@@ -284,7 +284,8 @@ impl Node {
                         },
                         notify_metrics,
                     )
-                    .map_err(|e| NodeError::Io(format!("webhook client: {e}")))?,
+                    .map_err(|e| NodeError::Io(format!("webhook client: {e}")))?
+                    .for_tenants(tenants.clone()),
                     outbox_written: jobs.outbox_written(),
                 }),
             ),

@@ -18,6 +18,6 @@ pub use event::{outbox_event, DEFAULT_RETRY_WINDOW, JOB_FAILED, JOB_SUCCEEDED};
 pub use events::{JobEvent, JobEvents, DEFAULT_CAPACITY};
 pub use metrics::NotifyMetrics;
 pub use pixelmill_core::BackoffConfig;
-pub use signature::{sign, verify};
+pub use signature::{sign, sign_all, verify};
 pub use target::{validate_webhook_url, WebhookUrlError};
 pub use webhook::{DeliveryReport, NotifyError, WebhookConfig, WebhookDelivery};

@@ -21,8 +21,19 @@ fn mac(secret: &[u8], unix_seconds: i64, body: &[u8]) -> HmacSha256 {
 
 /// The `Pixelmill-Signature` header value for `body` sent at `unix_seconds`.
 pub fn sign(secret: &[u8], unix_seconds: i64, body: &[u8]) -> String {
-    let tag = mac(secret, unix_seconds, body).finalize().into_bytes();
-    format!("t={unix_seconds},v1={}", hex::encode(tag))
+    sign_all(&[secret], unix_seconds, body)
+}
+
+/// The header with one `v1` per secret, in order: while a secret is being rotated, receivers that
+/// know either one verify.
+pub fn sign_all(secrets: &[&[u8]], unix_seconds: i64, body: &[u8]) -> String {
+    let mut header = format!("t={unix_seconds}");
+    for secret in secrets {
+        let tag = mac(secret, unix_seconds, body).finalize().into_bytes();
+        header.push_str(",v1=");
+        header.push_str(&hex::encode(tag));
+    }
+    header
 }
 
 /// Whether `header` is a valid signature of `body` under `secret`, made no further than `tolerance`

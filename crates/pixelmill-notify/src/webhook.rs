@@ -3,12 +3,12 @@
 
 use crate::event::{readiness, Readiness};
 use crate::metrics::{NotifyMetrics, Outcome};
-use crate::signature::sign;
+use crate::signature::sign_all;
 use crate::target::validate_webhook_url;
 use futures::stream::{self, StreamExt};
 use pixelmill_core::BackoffConfig;
 use pixelmill_core::{JobRecord, OutboxEvent, UnixMillis, WebhookFailure};
-use pixelmill_meta::{Fenced, MetaStore};
+use pixelmill_meta::{Fenced, MetaStore, Tenants};
 use pixelmill_outbound::{client_builder, GuardedResolver, ResolveError};
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use reqwest::Client;
@@ -80,10 +80,12 @@ pub struct DeliveryReport {
     pub held: usize,
 }
 
-/// Sends outbox events to their webhook URLs, signed with one secret.
+/// Sends outbox events to their webhook URLs, signed with their tenant's webhook secrets, or
+/// with one secret for every event when no tenants are given (a deployment with one tenant).
 pub struct WebhookDelivery {
     client: Client,
     secret: Vec<u8>,
+    tenants: Option<Arc<Tenants>>,
     config: WebhookConfig,
     metrics: NotifyMetrics,
 }
@@ -117,9 +119,16 @@ impl WebhookDelivery {
         Ok(Self {
             client,
             secret,
+            tenants: None,
             config,
             metrics,
         })
+    }
+
+    /// Signs each event with its tenant's webhook secrets (`GET /v1/tenant`) instead of the one.
+    pub fn for_tenants(mut self, tenants: Arc<Tenants>) -> Self {
+        self.tenants = Some(tenants);
+        self
     }
 
     /// Attempts every event due at `now` (at most `limit`), a bounded number at a time. Store
@@ -260,7 +269,22 @@ impl WebhookDelivery {
                 permanent: true,
             });
         }
-        let signature = sign(&self.secret, now.div_euclid(1000), event.payload.as_bytes());
+        let tenant = match &self.tenants {
+            Some(tenants) => Some(tenants.get(&event.tenant).await.map_err(|e| Failure {
+                reason: format!("cannot read the tenant's webhook secrets: {e}"),
+                permanent: false,
+            })?),
+            None => None,
+        };
+        let secrets: Vec<&[u8]> = match &tenant {
+            Some(tenant) => tenant
+                .webhook_secrets
+                .iter()
+                .map(|s| s.secret.as_bytes())
+                .collect(),
+            None => vec![&self.secret],
+        };
+        let signature = sign_all(&secrets, now.div_euclid(1000), event.payload.as_bytes());
         let started = Instant::now();
         let result = self
             .client

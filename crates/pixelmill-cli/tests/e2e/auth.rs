@@ -285,3 +285,48 @@ async fn a_node_on_embedded_defaults_writes_its_bootstrap_key_0600() {
         "the test key is not this node's"
     );
 }
+
+#[tokio::test]
+async fn webhooks_are_signed_with_their_tenants_secrets_through_a_rotation() {
+    let app = spawn_app(&[]);
+    let acme = app.client.tenant_client("acme").await;
+    let hooks = pixelmill_testkit::Hooks::start().await;
+    let image = acme.upload_ok(jpeg(16, 16)).await;
+    let secrets = |tenant: Value| -> Vec<String> {
+        let list = tenant["webhook_secrets"].as_array().unwrap();
+        list.iter()
+            .map(|s| s["secret"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let run = |n: usize| {
+        let (acme, image, url) = (acme.clone(), image.clone(), hooks.url.clone());
+        async move {
+            let job = json!({"image_id": image, "pipeline": [{"op": "rotate", "degrees": 90 * n}],
+                "output": {"format": "png"}, "notify": {"webhook": url}});
+            let (status, body) = acme.create_job(&job, None).await;
+            assert_eq!(status, 202, "{body}");
+        }
+    };
+    let first = secrets(acme.get_json("/v1/tenant").await.1);
+    run(1).await;
+    let delivered = hooks.wait_for(1, Duration::from_secs(30)).await;
+    assert!(
+        delivered[0].signature_valid(&first[0]),
+        "signed with acme's secret"
+    );
+    assert!(
+        !delivered[0].signature_valid(crate::SECRET),
+        "not with the bootstrap tenant's"
+    );
+
+    let rotated = secrets(
+        acme.post_json("/v1/tenant/webhook-secrets", &json!({}))
+            .await
+            .1,
+    );
+    assert_eq!(rotated.len(), 2);
+    assert_eq!(rotated[1], first[0], "the previous secret stays valid");
+    run(2).await;
+    let delivered = hooks.wait_for(2, Duration::from_secs(30)).await;
+    assert!(delivered[1].signature_valid(&rotated[0]) && delivered[1].signature_valid(&first[0]));
+}
