@@ -4,11 +4,13 @@
 //! Architecture invariant: handlers never choose backends; they get trait objects in `AppState` from
 //! the node. Every error leaves through `ApiError`, so codes and statuses are mapped in one place.
 
+mod body;
 mod error;
 mod metrics;
 mod render;
 mod routes;
 mod state;
+mod streams;
 mod tenant;
 mod upload;
 mod views;
@@ -18,6 +20,7 @@ pub use metrics::HttpMetrics;
 pub use render::{RenderSettings, Renderer};
 pub use routes::render::sign as sign_render_url;
 pub use state::{ApiSettings, AppState};
+pub use streams::EventStreams;
 pub use upload::{UploadSession, Uploads};
 
 use axum::extract::DefaultBodyLimit;
@@ -26,7 +29,6 @@ use axum::Router;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/images", post(routes::images::upload))
         .route("/v1/images/{id}", get(routes::images::get))
         .route("/v1/images/{id}/original", get(routes::images::original))
         .route("/v1/images/{id}/render", get(routes::render::render))
@@ -40,7 +42,14 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))
         .fallback(routes::ops::not_found)
-        // Uploads enforce their own limit while streaming; axum's 2 MB default would cut them short.
+        // Every body but an upload's is small JSON: read whole, within a size and a time limit.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            body::limit_json_body,
+        ))
+        // Uploads stream with their own limit (`max_body_bytes`) and timeouts.
+        .route("/v1/images", post(routes::images::upload))
+        // The limits above replace axum's 2 MB default, which would cut uploads short.
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

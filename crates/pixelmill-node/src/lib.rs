@@ -19,6 +19,7 @@ mod api_actor;
 mod backends;
 mod config;
 mod failover;
+mod http;
 mod looping;
 mod metrics;
 mod replication;
@@ -154,6 +155,7 @@ impl Node {
         let limits = Limits {
             max_pixels: config.max_pixels,
             max_frames: config.max_frames,
+            max_total_pixels: config.max_total_pixels,
         };
         let jobs = Arc::new(Jobs::new(
             meta.clone(),
@@ -168,6 +170,8 @@ impl Node {
                 webhook_retry_window: config.webhook_retry_window,
                 queue_bound: config.queue_bound,
                 limits,
+                max_cost: config.max_job_cost,
+                attempt_timeout: config.job_attempt_timeout,
             },
             JobMetrics::register(&prometheus).map_err(metrics_err)?,
         ));
@@ -200,6 +204,11 @@ impl Node {
                 public_url: public_url.clone(),
                 idempotency_ttl: Duration::from_secs(86_400),
                 download_redirect: config.download_redirect,
+                max_json_body_bytes: config.max_json_body_bytes,
+                body_idle_timeout: config.body_idle_timeout,
+                upload_body_timeout: config.upload_body_timeout,
+                max_overlay_pixels: config.max_overlay_pixels,
+                max_event_streams_per_tenant: config.max_event_streams_per_tenant,
             },
             render: Arc::new(
                 Renderer::new(render_settings(&config, limits), &prometheus)
@@ -208,6 +217,7 @@ impl Node {
             http_metrics,
             prometheus,
             draining: draining.clone(),
+            event_streams: Default::default(),
         };
         let executor = wrap(jobs.clone());
         if !returned.is_empty() {
@@ -244,7 +254,8 @@ impl Node {
             durability: config.upload_durability,
             limits,
             max_body_bytes: config.max_body_bytes,
-            max_uploads: config.max_uploads,
+            slots: Arc::new(tokio::sync::Semaphore::new(config.max_uploads)),
+            max_open_uploads: config.max_open_uploads,
             spool_dir,
         });
         let mut children = vec![
@@ -293,6 +304,7 @@ impl Node {
                         state: state.clone(),
                         addr,
                         listener: listener.clone(),
+                        header_read_timeout: config.header_read_timeout,
                     },
                 )
             }),

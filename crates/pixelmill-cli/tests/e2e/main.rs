@@ -14,11 +14,13 @@ mod expiry;
 mod filters;
 mod flow;
 mod idempotency;
+mod limits;
 mod migrate;
 mod overload;
 mod process;
 mod regions;
 mod render;
+mod safe_responses;
 mod watermark;
 
 use pixelmill_testkit::{Client, Server};
