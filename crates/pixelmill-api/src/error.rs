@@ -61,6 +61,20 @@ impl ApiError {
         )
     }
 
+    /// A JSON request body over `limit` bytes.
+    pub fn json_too_large(limit: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than the {limit}-byte limit for JSON requests; send a smaller request (the limit is PIXELMILL_MAX_JSON_BODY_BYTES)"),
+        )
+    }
+
+    /// The client stopped sending the body, or sent it too slowly.
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", message)
+    }
+
     pub fn overloaded(message: impl Into<String>, retry_after_secs: u64) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
             .retry_after(retry_after_secs)
@@ -77,6 +91,10 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -102,22 +120,44 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Retryable store trouble is the server's, not the client's: 503 with a hint to come back.
-fn unavailable(what: &str, detail: impl std::fmt::Display) -> ApiError {
+/// Retryable store trouble is the server's, not the client's: 503 with a hint to come back. The
+/// dependency's error chain (endpoints, paths, SDK internals) goes to the log, not the client.
+fn unavailable(what: &str, err: &dyn std::error::Error) -> ApiError {
+    tracing::warn!(error = %chain(err), "{what} is unavailable");
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "overloaded",
-        format!("{what} is temporarily unavailable ({detail}); retry after the Retry-After delay"),
+        format!("{what} is temporarily unavailable; retry after the Retry-After delay"),
     )
     .retry_after(2)
+}
+
+/// A dependency failed for good: logged in full, answered plainly.
+fn failed(what: &str, err: &dyn std::error::Error) -> ApiError {
+    tracing::error!(error = %chain(err), "{what} failed");
+    ApiError::internal(format!(
+        "{what} failed; the server logged the details, retry later or report it"
+    ))
+}
+
+/// An error and every source below it, for the log.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 impl From<MetaError> for ApiError {
     fn from(err: MetaError) -> Self {
         if err.is_retryable() {
-            unavailable("the metadata store", err)
+            unavailable("the metadata store", &err)
         } else {
-            ApiError::internal(err.to_string())
+            failed("the metadata store", &err)
         }
     }
 }
@@ -126,8 +166,8 @@ impl From<BlobError> for ApiError {
     fn from(err: BlobError) -> Self {
         match err {
             BlobError::NotFound(key) => ApiError::not_found(format!("stored data {key} is gone")),
-            err if err.is_retryable() => unavailable("the blob store", err),
-            err => ApiError::internal(err.to_string()),
+            err if err.is_retryable() => unavailable("the blob store", &err),
+            err => failed("the blob store", &err),
         }
     }
 }
@@ -139,8 +179,8 @@ impl From<SchedError> for ApiError {
                 "the job queue is full; nothing was queued, retry after the Retry-After delay",
                 retry_after_ms.div_ceil(1000),
             ),
-            err if err.is_retryable() => unavailable("the scheduler", err),
-            err => ApiError::internal(err.to_string()),
+            err if err.is_retryable() => unavailable("the scheduler", &err),
+            err => failed("the scheduler", &err),
         }
     }
 }
@@ -162,6 +202,11 @@ impl From<AcceptError> for ApiError {
     fn from(err: AcceptError) -> Self {
         match err {
             AcceptError::QueueFull { .. } => ApiError::overloaded(err.to_string(), 2),
+            AcceptError::TooCostly { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "job_too_costly",
+                err.to_string(),
+            ),
             AcceptError::Output(err) => err.into(),
             AcceptError::Meta(err) => err.into(),
             AcceptError::Sched(err) => err.into(),
@@ -187,3 +232,31 @@ impl From<PipelineError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_outage_answers_a_plain_message_without_the_dependency_error() {
+        let detail = "dispatch failure: io error: Connection refused (os error 111) at \
+                      http://minio.internal:9000/bucket/orig/ab";
+        for err in [
+            ApiError::from(BlobError::Unavailable(detail.into())),
+            ApiError::from(BlobError::Refused(detail.into())),
+            ApiError::from(BlobError::Io(std::io::Error::other(
+                "open /var/lib/pixelmill/blobs/orig/ab: permission denied",
+            ))),
+        ] {
+            assert!(!err.message.contains("minio"), "{}", err.message);
+            assert!(!err.message.contains("/var/lib"), "{}", err.message);
+            assert!(err.message.contains("the blob store"), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn the_log_gets_the_whole_error_chain() {
+        let err = BlobError::Io(std::io::Error::other("disk gone"));
+        assert_eq!(chain(&err), "blob store I/O failed: disk gone: disk gone");
+    }
+}

@@ -1,3 +1,4 @@
+use crate::streams::EventStreams;
 use crate::upload::Uploads;
 use crate::{HttpMetrics, Keys, Renderer};
 use pixelmill_blob::BlobStore;
@@ -24,6 +25,17 @@ pub struct ApiSettings {
     pub download_redirect: Option<Duration>,
     /// Which addresses webhook URLs may name (checked again when they are delivered).
     pub outbound: pixelmill_outbound::Guard,
+    /// Largest body of every request but an upload; refused with 413 past it.
+    pub max_json_body_bytes: u64,
+    /// A body that sends nothing this long is answered 408; a JSON body must arrive whole
+    /// within it.
+    pub body_idle_timeout: Duration,
+    /// Longest an upload's body may take to arrive.
+    pub upload_body_timeout: Duration,
+    /// Largest pixel count of an image a pipeline reads besides its input (a watermark).
+    pub max_overlay_pixels: u64,
+    /// Job event streams one tenant may hold open on this node.
+    pub max_event_streams_per_tenant: usize,
 }
 
 /// Shared handles given to every handler; cheap to clone.
@@ -48,4 +60,6 @@ pub struct AppState {
     pub prometheus: prometheus::Registry,
     /// This node's region is draining (taken out of geo-DNS on purpose): `/readyz` says so.
     pub draining: Arc<AtomicBool>,
+    /// Job event streams open on this node, per tenant.
+    pub event_streams: EventStreams,
 }

@@ -3,6 +3,7 @@
 //! refuses the body part-way (too large, not an image), the rest is drained within a bound so the
 //! client finishes sending and reads the error instead of a broken pipe.
 
+use crate::body::BodyPace;
 use crate::{ApiError, ApiResult, AppState};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -32,18 +33,21 @@ pub trait UploadSession: Send {
 pub const LINGER_BYTES: u64 = 16 * 1024 * 1024;
 const LINGER_TIME: Duration = Duration::from_secs(5);
 
+/// Streams `body` into a new session within `pace`: a body that pauses too long or drags past
+/// its deadline is answered 408 and its session (its spool file) discarded.
 pub async fn ingest<S, E>(
     state: &AppState,
     tenant: TenantId,
     mut body: S,
     durability: Option<Durability>,
+    pace: &BodyPace,
 ) -> ApiResult<ImageRecord>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
     let mut session = state.uploads.open(tenant).await?;
-    while let Some(chunk) = body.next().await {
+    while let Some(chunk) = pace.next_chunk(&mut body).await? {
         let chunk =
             chunk.map_err(|e| ApiError::bad_request(format!("the upload was interrupted: {e}")))?;
         if let Err(refused) = session.push(chunk).await {

@@ -56,7 +56,7 @@ pub struct ServeArgs {
     /// Most frames in an animated image [default: 1000]
     #[arg(long, env = "PIXELMILL_MAX_FRAMES")]
     max_frames: Option<u32>,
-    /// Uploads taken at once; more get 503 overloaded [default: 64]
+    /// Uploads validated and stored at once (once their body is in); more wait, then 503 [default: 64]
     #[arg(long, env = "PIXELMILL_MAX_UPLOADS")]
     max_uploads: Option<usize>,
     /// Concurrent jobs; 0 runs an API-only node [default: number of CPUs]
@@ -142,6 +142,36 @@ pub struct ServeArgs {
     /// Whether format=auto answers AVIF to clients that accept it (its encoder is slow) [default: true]
     #[arg(long, env = "PIXELMILL_RENDER_AUTO_AVIF")]
     render_auto_avif: Option<bool>,
+    /// Largest JSON request body in bytes; larger ones get 413 [default: 65536]
+    #[arg(long, env = "PIXELMILL_MAX_JSON_BODY_BYTES")]
+    max_json_body_bytes: Option<u64>,
+    /// Time a client has to send a request's headers before the connection closes [default: 10s]
+    #[arg(long, env = "PIXELMILL_HEADER_READ_TIMEOUT", value_parser = duration)]
+    header_read_timeout: Option<Duration>,
+    /// Time a request body may send nothing before it gets 408 [default: 30s]
+    #[arg(long, env = "PIXELMILL_BODY_IDLE_TIMEOUT", value_parser = duration)]
+    body_idle_timeout: Option<Duration>,
+    /// Longest an upload body may take to arrive before it gets 408 [default: 10m]
+    #[arg(long, env = "PIXELMILL_UPLOAD_BODY_TIMEOUT", value_parser = duration)]
+    upload_body_timeout: Option<Duration>,
+    /// Upload bodies received at once; more get 503 overloaded [default: 1024]
+    #[arg(long, env = "PIXELMILL_MAX_OPEN_UPLOADS")]
+    max_open_uploads: Option<usize>,
+    /// Most pixels decoded from one image, all frames together [default: 400000000]
+    #[arg(long, env = "PIXELMILL_MAX_TOTAL_PIXELS")]
+    max_total_pixels: Option<u64>,
+    /// Most pixels of an image a pipeline reads besides its input (a watermark) [default: 16000000]
+    #[arg(long, env = "PIXELMILL_MAX_OVERLAY_PIXELS")]
+    max_overlay_pixels: Option<u64>,
+    /// Estimated cost above which a job is refused with 422 [default: 200000000000]
+    #[arg(long, env = "PIXELMILL_MAX_JOB_COST")]
+    max_job_cost: Option<u64>,
+    /// Longest one job attempt may run the engine [default: 10m]
+    #[arg(long, env = "PIXELMILL_JOB_ATTEMPT_TIMEOUT", value_parser = duration)]
+    job_attempt_timeout: Option<Duration>,
+    /// Job event streams a tenant may hold open on this node; more get 429 [default: 64]
+    #[arg(long, env = "PIXELMILL_MAX_EVENT_STREAMS_PER_TENANT")]
+    max_event_streams_per_tenant: Option<usize>,
 }
 
 impl ServeArgs {
@@ -183,6 +213,18 @@ impl ServeArgs {
             render_max_cost,
             render_auto_avif,
             render_unsigned
+        );
+        set!(
+            max_json_body_bytes,
+            header_read_timeout,
+            body_idle_timeout,
+            upload_body_timeout,
+            max_open_uploads,
+            max_total_pixels,
+            max_overlay_pixels,
+            max_job_cost,
+            job_attempt_timeout,
+            max_event_streams_per_tenant
         );
         c.render_signing_key = self.render_signing_key.or(c.render_signing_key);
         c.bootstrap_key = self.bootstrap_key.or(c.bootstrap_key);

@@ -48,6 +48,15 @@ random_id!(
     /// A download link token: 256 random bits, so links cannot be guessed or enumerated.
     LinkToken, "", 32
 );
+impl LinkToken {
+    /// A token as a client sent it, if it has the shape `generate` gives every token (64
+    /// lowercase hex digits); anything else names no link, and needs no lookup to say so.
+    pub fn parse(s: &str) -> Option<Self> {
+        let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        (s.len() == 64 && s.bytes().all(hex)).then(|| Self(s.to_owned()))
+    }
+}
+
 random_id!(
     /// A notification event; reused on every retry so receivers can drop duplicates.
     EventId, "evt_", 16
@@ -138,7 +147,25 @@ mod tests {
     fn link_tokens_carry_256_bits() {
         let t = LinkToken::generate();
         assert_eq!(t.as_str().len(), 64);
+        assert_eq!(LinkToken::parse(t.as_str()), Some(t.clone()));
         assert_ne!(t, LinkToken::generate());
+    }
+
+    #[test]
+    fn strings_that_cannot_be_link_tokens_do_not_parse() {
+        let good = "0123456789abcdef".repeat(4);
+        assert!(LinkToken::parse(&good).is_some());
+        for junk in [
+            "",
+            "abc",
+            &good[1..],
+            &format!("{good}0"),
+            &good.to_uppercase(),
+            &format!("{}g", &good[1..]),
+            &format!("../{}", &good[3..]),
+        ] {
+            assert_eq!(LinkToken::parse(junk), None, "{junk:?}");
+        }
     }
 
     #[test]

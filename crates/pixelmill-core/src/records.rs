@@ -179,6 +179,14 @@ impl JobRecord {
         }
     }
 
+    /// Whether this job failed before it was ever queued (`Jobs::accept` stored it, then the
+    /// scheduler refused it): the only way a job fails with no attempt and no lease. It never
+    /// ran, so a repeat of the request that made it (the same idempotency key) may accept it
+    /// again under its id instead of answering with the failure.
+    pub fn never_queued(&self) -> bool {
+        self.status == JobStatus::Failed && self.attempts == 0 && self.fencing == 0
+    }
+
     /// Whether `next`, written by an attempt, may replace this stored record: the same owner,
     /// under a lease no older than the one that wrote this (a token of an earlier epoch is
     /// older than any of a later one). The one fencing rule every `MetaStore` applies

@@ -78,17 +78,40 @@ fn open_gif<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Option<Animation<'a>
     }))
 }
 
-fn open_webp<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Option<Animation<'a>>, EngineError> {
-    let mut decoder = image_webp::WebPDecoder::new(Cursor::new(bytes))
+type WebpDecoder<'a> = image_webp::WebPDecoder<Cursor<&'a [u8]>>;
+
+/// Reads a WebP's headers and checks its canvas, frame count and pixels across all frames
+/// against `limits` before anything is decoded. Returns the decoder and its frame count.
+fn webp_headers<'a>(
+    bytes: &'a [u8],
+    limits: &Limits,
+) -> Result<(WebpDecoder<'a>, u32), EngineError> {
+    let decoder = image_webp::WebPDecoder::new(Cursor::new(bytes))
         .map_err(|e| corrupt(ImageFormat::Webp, e))?;
-    if !decoder.is_animated() || decoder.num_frames() < 2 {
+    let (width, height) = decoder.dimensions();
+    check_pixels(width, height, limits)?;
+    if !decoder.is_animated() {
+        return Ok((decoder, 1));
+    }
+    let frames = decoder.num_frames();
+    if frames > limits.max_frames {
+        return Err(too_many_frames(limits));
+    }
+    crate::decode::check_total_pixels(width, height, frames, limits)?;
+    Ok((decoder, frames.max(1)))
+}
+
+/// The number of frames of a WebP, refused from its headers when over `limits`.
+pub(crate) fn scan_webp(bytes: &[u8], limits: &Limits) -> Result<u32, EngineError> {
+    webp_headers(bytes, limits).map(|(_, frames)| frames)
+}
+
+fn open_webp<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Option<Animation<'a>>, EngineError> {
+    let (mut decoder, frames) = webp_headers(bytes, limits)?;
+    if frames < 2 {
         return Ok(None);
     }
     let (width, height) = decoder.dimensions();
-    check_pixels(width, height, limits)?;
-    if decoder.num_frames() > limits.max_frames {
-        return Err(too_many_frames(limits));
-    }
     let looping = match decoder.loop_count() {
         image_webp::LoopCount::Forever => Looping::Forever,
         image_webp::LoopCount::Times(n) => Looping::Plays(n.get()),
@@ -507,5 +530,17 @@ mod tests {
         };
         let err = open(&webp.bytes, ImageFormat::Webp, &limits).err().unwrap();
         assert_eq!(err.code(), "image_too_large");
+    }
+
+    #[test]
+    fn a_webp_over_the_pixels_across_its_frames_is_refused_from_its_headers() {
+        let webp = render(&gif(None), json!([]), OutputFormat::Webp);
+        let (width, height, frames) = (webp.width, webp.height, COLOURS.len() as u32);
+        let limits = Limits {
+            max_total_pixels: u64::from(width * height * frames) - 1,
+            ..Limits::default()
+        };
+        let err = crate::inspect(&webp.bytes, &limits).unwrap_err();
+        assert!(err.to_string().contains("across all frames"), "{err}");
     }
 }

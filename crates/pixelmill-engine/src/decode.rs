@@ -17,6 +17,9 @@ pub struct Limits {
     pub max_pixels: u64,
     /// Maximum number of animation frames.
     pub max_frames: u32,
+    /// Maximum pixels decoded across every frame (canvas × frames): an animation of many large
+    /// frames is refused from its headers even when each frame is within `max_pixels`.
+    pub max_total_pixels: u64,
 }
 
 impl Default for Limits {
@@ -24,6 +27,7 @@ impl Default for Limits {
         Self {
             max_pixels: 50_000_000,
             max_frames: 1000,
+            max_total_pixels: 400_000_000,
         }
     }
 }
@@ -123,8 +127,10 @@ pub(crate) fn decode_with(
     }
     // Decoders are third-party code fed hostile input: a panic must become a clean rejection.
     catch_unwind(AssertUnwindSafe(|| {
+        // Animations are checked from their headers before any frame is decoded.
         let frames = match format {
             ImageFormat::Gif => scan_gif(bytes, limits)?.0,
+            ImageFormat::Webp => crate::animation::scan_webp(bytes, limits)?,
             _ => 1,
         };
         let first_frame = || decode_first_frame(bytes, codec, format, limits, accept);
@@ -295,8 +301,8 @@ pub(crate) fn scan_gif(bytes: &[u8], limits: &Limits) -> Result<(u32, Looping), 
     let mut options = gif::DecodeOptions::new();
     options.skip_frame_decoding(true);
     let mut decoder = options.read_info(Cursor::new(bytes)).map_err(corrupt)?;
-    let (w, h) = (u32::from(decoder.width()), u32::from(decoder.height()));
-    check_pixels(w, h, limits)?;
+    let canvas = (u32::from(decoder.width()), u32::from(decoder.height()));
+    check_pixels(canvas.0, canvas.1, limits)?;
     let mut frames = 0u32;
     // Frame headers only: reading frames, even with decoding skipped, lets the gif crate
     // reserve a buffer sized from the header before the limits below have been checked.
@@ -307,6 +313,8 @@ pub(crate) fn scan_gif(bytes: &[u8], limits: &Limits) -> Result<(u32, Looping), 
         if frames > limits.max_frames {
             return Err(crate::animation::too_many_frames(limits));
         }
+        // Every frame is composed onto the whole canvas, so each costs the canvas's pixels.
+        check_total_pixels(canvas.0, canvas.1, frames, limits)?;
     }
     if frames == 0 {
         return Err(EngineError::Corrupt(
@@ -333,6 +341,24 @@ pub(crate) fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<(
             "the image is {width}x{height} ({pixels} pixels), over the limit of {} pixels; \
              downscale it before uploading",
             limits.max_pixels
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses an animation whose `frames` frames of `width`×`height` pass `max_total_pixels`.
+pub(crate) fn check_total_pixels(
+    width: u32,
+    height: u32,
+    frames: u32,
+    limits: &Limits,
+) -> Result<(), EngineError> {
+    let total = u64::from(width) * u64::from(height) * u64::from(frames);
+    if total > limits.max_total_pixels {
+        return Err(EngineError::TooLarge(format!(
+            "the animation has {frames} or more frames of {width}x{height}, {total} pixels in \
+             all, over the limit of {} pixels across all frames; use fewer or smaller frames",
+            limits.max_total_pixels
         )));
     }
     Ok(())
@@ -490,6 +516,20 @@ mod tests {
             inspect(&bytes, &limits).unwrap_err().code(),
             "image_too_large"
         );
+    }
+
+    #[test]
+    fn an_animation_over_the_pixels_across_its_frames_is_refused() {
+        // Three 6x4 frames: 72 pixels in all.
+        let bytes = gif(3);
+        let limits = |max_total_pixels| Limits {
+            max_total_pixels,
+            ..Limits::default()
+        };
+        assert_eq!(inspect(&bytes, &limits(72)).unwrap().frames, 3);
+        let err = inspect(&bytes, &limits(71)).unwrap_err();
+        assert_eq!(err.code(), "image_too_large");
+        assert!(err.to_string().contains("across all frames"), "{err}");
     }
 
     #[test]

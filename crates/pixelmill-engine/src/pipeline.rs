@@ -222,6 +222,7 @@ mod tests {
         let limits = crate::Limits {
             max_pixels: 1_000_000,
             max_frames: 1,
+            max_total_pixels: 1_000_000,
         };
         let err = pipeline
             .run(

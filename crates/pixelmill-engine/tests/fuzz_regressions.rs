@@ -15,6 +15,7 @@ use pixelmill_engine::{inspect, process, Limits, Registry};
 const LIMITS: Limits = Limits {
     max_pixels: 4_000_000,
     max_frames: 50,
+    max_total_pixels: 40_000_000,
 };
 
 fn testdata(name: &str) -> PathBuf {
@@ -69,6 +70,7 @@ fn run_pipeline(bytes: &[u8]) {
     let limits = Limits {
         max_pixels: 128 * 128,
         max_frames: 1,
+        max_total_pixels: 128 * 128,
     };
     let _ = process(&input, &pipeline, &OutputSpec::default(), &limits);
 }

@@ -11,6 +11,8 @@ use pixelmill_sched::{JobTicket, SchedError};
 pub enum AcceptError {
     #[error("the job queue is full ({queued} jobs waiting); nothing was queued, retry after the Retry-After delay")]
     QueueFull { queued: usize },
+    #[error("the job's estimated cost {cost} is over this server's limit of {max}; use a smaller image or output size, or fewer or cheaper steps")]
+    TooCostly { cost: u64, max: u64 },
     #[error(transparent)]
     Output(#[from] EngineError),
     #[error(transparent)]
@@ -35,6 +37,12 @@ impl Jobs {
         }
         let format = pixelmill_engine::resolve_output(spec.output.format, image.format)?;
         let cost = pipeline.estimate_cost(image.width, image.height, image.frames, format);
+        if cost > self.settings.max_cost {
+            return Err(AcceptError::TooCostly {
+                cost,
+                max: self.settings.max_cost,
+            });
+        }
         let mut job =
             JobRecord::queued(tenant, id, image.id.clone(), spec, now_ms(), self.region());
         self.meta.put_job(&job).await?;

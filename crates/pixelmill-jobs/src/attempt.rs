@@ -137,7 +137,12 @@ impl Jobs {
         .await?;
         let blob_key = inputs.output_key(&job.spec);
         let rendered = inputs
-            .render(pipeline, job.spec.output.clone(), self.settings.limits)
+            .render(
+                pipeline,
+                job.spec.output.clone(),
+                self.settings.limits,
+                self.settings.attempt_timeout,
+            )
             .await?;
         for (op, took) in &rendered.op_timings {
             self.metrics.observe_op(op, *took);

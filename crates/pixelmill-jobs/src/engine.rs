@@ -7,6 +7,7 @@ use pixelmill_blob::BlobStore;
 use pixelmill_core::{sha256_hex, BlobKey, ImageId, ImageRecord, JobSpec, OutputSpec, TenantId};
 use pixelmill_engine::{Limits, Pipeline, Rendered};
 use pixelmill_meta::MetaStore;
+use std::time::Duration;
 
 /// An image record of `tenant` and its original's bytes.
 pub async fn load_image(
@@ -77,21 +78,33 @@ impl Inputs {
         BlobKey::output(&sha256_hex(work.as_bytes()))
     }
 
-    /// Runs `pipeline` over these inputs into `output`, on the blocking pool.
+    /// Runs `pipeline` over these inputs into `output`, on the blocking pool, for at most
+    /// `timeout`. Past it the attempt fails for good: the same work would run as long again. The
+    /// engine cannot be interrupted, so its thread finishes in the background and its result is
+    /// dropped; the job is already failed by then and its worker free.
     pub async fn render(
         self,
         mut pipeline: Pipeline,
         output: OutputSpec,
         limits: Limits,
+        timeout: Duration,
     ) -> Result<Rendered, JobFailure> {
-        tokio::task::spawn_blocking(move || {
+        let work = tokio::task::spawn_blocking(move || {
             for (image, bytes) in &self.referenced {
                 pipeline.attach_image(image.id.as_str(), bytes, &limits)?;
             }
             pixelmill_engine::process(&self.bytes, &pipeline, &output, &limits)
-        })
-        .await
-        .map_err(|e| JobFailure::final_(format!("the engine crashed on this image: {e}")))?
-        .map_err(|e| JobFailure::final_(e.to_string()))
+        });
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| {
+                JobFailure::final_(format!(
+                    "the attempt ran past this server's limit of {} per job attempt; use a \
+                     smaller image or output size, or fewer or cheaper steps",
+                    humantime::format_duration(timeout)
+                ))
+            })?
+            .map_err(|e| JobFailure::final_(format!("the engine crashed on this image: {e}")))?
+            .map_err(|e| JobFailure::final_(e.to_string()))
     }
 }

@@ -44,6 +44,10 @@ pub struct JobSettings {
     /// Queued jobs beyond which new ones are refused.
     pub queue_bound: usize,
     pub limits: Limits,
+    /// Estimated cost (`Pipeline::estimate_cost`) above which a job is refused at submission.
+    pub max_cost: u64,
+    /// Longest one attempt may run the engine before it fails.
+    pub attempt_timeout: Duration,
 }
 
 /// The owner of every job's life on this node. Cheap to share (`Arc<Jobs>`).

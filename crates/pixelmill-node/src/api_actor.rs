@@ -17,6 +17,8 @@ pub struct ApiArgs {
     pub addr: SocketAddr,
     /// The listener bound at start-up (so start-up fails early on a taken port); a restart binds anew.
     pub listener: Arc<Mutex<Option<TcpListener>>>,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
 }
 
 pub enum ApiMsg {
@@ -49,17 +51,13 @@ impl Actor for ApiActor {
         };
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = pixelmill_api::router(args.state);
+        let header_read_timeout = args.header_read_timeout;
         let server = tokio::spawn(async move {
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-            let why = match result {
-                Ok(()) => "the server stopped".to_owned(),
-                Err(e) => format!("the server failed: {e}"),
+            let stop = async {
+                let _ = stopped.await;
             };
-            let _ = myself.cast(ApiMsg::ServerExited(why));
+            crate::http::serve(listener, app, header_read_timeout, stop).await;
+            let _ = myself.cast(ApiMsg::ServerExited("the server stopped".to_owned()));
         });
         Ok(ApiRunning {
             shutdown: Some(shutdown),

@@ -62,7 +62,9 @@ pub struct Config {
     pub max_pixels: u64,
     /// Most frames accepted in an animated image. Default 1000.
     pub max_frames: u32,
-    /// Uploads this node takes at once; more get 503 `overloaded`. Default 64.
+    /// Uploads validated and stored at once. An upload takes a slot only once its whole body
+    /// has arrived (slow senders hold none); one that finds none free within 10 s gets 503
+    /// `overloaded`. Default 64.
     pub max_uploads: usize,
     /// Concurrent jobs on this node. Default: the number of CPUs. 0 makes an API-only node.
     pub workers: usize,
@@ -150,6 +152,40 @@ pub struct Config {
     /// is some thirty times slower than WebP's, which every first render of a URL pays. Default
     /// true.
     pub render_auto_avif: bool,
+    /// Largest body of a JSON request (`POST /v1/jobs`, every route but uploads), in bytes; a
+    /// larger one is answered 413 without being read past the limit. Default 64 KiB.
+    pub max_json_body_bytes: u64,
+    /// How long a client may take to send a request's headers before its connection is closed.
+    /// Default 10 s.
+    #[serde(with = "duration_text")]
+    pub header_read_timeout: Duration,
+    /// How long a request body may go without a byte before it is answered 408; a JSON body must
+    /// arrive whole within it. Default 30 s.
+    #[serde(with = "duration_text")]
+    pub body_idle_timeout: Duration,
+    /// Longest an upload's body may take to arrive, however steadily it trickles; then 408.
+    /// Default 10 min.
+    #[serde(with = "duration_text")]
+    pub upload_body_timeout: Duration,
+    /// Uploads whose bodies are being received at once (each holds a connection and a spool
+    /// file, not an upload slot); more get 503 `overloaded`. Default 1024.
+    pub max_open_uploads: usize,
+    /// Largest number of pixels decoded from one image across all its frames (width × height ×
+    /// frames), checked from the headers before decoding. Default 400 000 000.
+    pub max_total_pixels: u64,
+    /// Largest pixel count of an image a pipeline reads besides its input (a watermark's
+    /// overlay), checked before it is loaded. Default 16 000 000.
+    pub max_overlay_pixels: u64,
+    /// Estimated cost (`render_max_cost`'s units) above which a job is refused at submission
+    /// with 422 `job_too_costly`. Default 200 000 000 000 (about 100 s of CPU).
+    pub max_job_cost: u64,
+    /// Longest one attempt of a job may run the engine; past it the job fails with a message
+    /// that says so. Default 10 min.
+    #[serde(with = "duration_text")]
+    pub job_attempt_timeout: Duration,
+    /// Job event streams (`GET /v1/jobs/{id}/events`) a tenant may hold open on this node; more
+    /// get 429 `too_many_streams`. Default 64.
+    pub max_event_streams_per_tenant: usize,
 }
 
 impl Default for Config {
@@ -200,6 +236,16 @@ impl Default for Config {
             render_deadline: Duration::from_secs(10),
             render_max_cost: 1_000_000_000,
             render_auto_avif: true,
+            max_json_body_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(30),
+            upload_body_timeout: Duration::from_secs(600),
+            max_open_uploads: 1024,
+            max_total_pixels: 400_000_000,
+            max_overlay_pixels: 16_000_000,
+            max_job_cost: 200_000_000_000,
+            job_attempt_timeout: Duration::from_secs(600),
+            max_event_streams_per_tenant: 64,
         }
     }
 }

@@ -20,6 +20,7 @@ mod api_actor;
 mod backends;
 mod config;
 mod failover;
+mod http;
 mod looping;
 mod metrics;
 mod replication;
@@ -161,6 +162,7 @@ impl Node {
         let limits = Limits {
             max_pixels: config.max_pixels,
             max_frames: config.max_frames,
+            max_total_pixels: config.max_total_pixels,
         };
         let jobs = Arc::new(Jobs::new(
             meta.clone(),
@@ -175,6 +177,8 @@ impl Node {
                 webhook_retry_window: config.webhook_retry_window,
                 queue_bound: config.queue_bound,
                 limits,
+                max_cost: config.max_job_cost,
+                attempt_timeout: config.job_attempt_timeout,
             },
             JobMetrics::register(&prometheus).map_err(metrics_err)?,
         ));
@@ -210,6 +214,11 @@ impl Node {
                 idempotency_ttl: Duration::from_secs(86_400),
                 download_redirect: config.download_redirect,
                 outbound: Guard::new(config.webhook_allow_nets.clone()),
+                max_json_body_bytes: config.max_json_body_bytes,
+                body_idle_timeout: config.body_idle_timeout,
+                upload_body_timeout: config.upload_body_timeout,
+                max_overlay_pixels: config.max_overlay_pixels,
+                max_event_streams_per_tenant: config.max_event_streams_per_tenant,
             },
             render: Arc::new(
                 Renderer::new(render_settings(&config, limits), &prometheus)
@@ -218,6 +227,7 @@ impl Node {
             http_metrics,
             prometheus,
             draining: draining.clone(),
+            event_streams: Default::default(),
         };
         let executor = wrap(jobs.clone());
         if !returned.is_empty() {
@@ -254,7 +264,8 @@ impl Node {
             durability: config.upload_durability,
             limits,
             max_body_bytes: config.max_body_bytes,
-            max_uploads: config.max_uploads,
+            slots: Arc::new(tokio::sync::Semaphore::new(config.max_uploads)),
+            max_open_uploads: config.max_open_uploads,
             spool_dir,
         });
         let mut children = vec![
@@ -306,6 +317,7 @@ impl Node {
                         state: state.clone(),
                         addr,
                         listener: listener.clone(),
+                        header_read_timeout: config.header_read_timeout,
                     },
                 )
             }),

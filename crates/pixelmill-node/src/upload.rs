@@ -1,14 +1,21 @@
-//! The `upload` role: admits uploads (at most `max_uploads` at once; beyond that new ones get 503
-//! `overloaded`) and runs each in its own short-lived `Ingest` actor, which streams the body into a
-//! staged blob while hashing it, refuses it as soon as it passes the byte limit or its first bytes are
-//! no known format, and publishes it under its content address only after the engine has decoded it
-//! completely within the limits. An upload that fails, even by a panic, takes only its own actor
-//! down, and its staged data with it.
+//! The `upload` role: admits uploads (at most `max_open_uploads` bodies in flight; beyond that new
+//! ones get 503 `overloaded`) and runs each in its own short-lived `Ingest` actor, which spools the
+//! body to disk while hashing it and refuses it as soon as it passes the byte limit or its first
+//! bytes are no known format. Once the body is in, the upload takes one of `max_uploads` slots for
+//! the expensive part: the engine decodes it completely within the limits, and it is written to
+//! the blob store under its content address. An upload that fails, even by a panic, takes only its
+//! own actor down, and its spooled data with it.
 //!
-//! The body is never held in memory: besides the blob store's writer (which holds at most one S3
-//! part) it goes to a spool file under `<data_dir>/spool`, which the decode check maps at the
-//! end. The decode then reads the body from the page cache rather than from the heap, so what an
-//! upload costs the process is its pixels, bounded by the limits, not its size in bytes.
+//! Slots are taken only once the bytes are all here, so clients that send slowly (or not at all)
+//! hold a connection and a spool file, never a slot: they cannot starve the uploads that arrive
+//! quickly. The API side ends a body that stalls or drags (`body_idle_timeout`,
+//! `upload_body_timeout`), which stops its actor and deletes its spool file.
+//!
+//! The body is never held in memory: it goes to a spool file under `<data_dir>/spool`, which the
+//! decode check maps and the blob write reads. The decode then reads the body from the page cache
+//! rather than from the heap, so what an upload costs the process is its pixels, bounded by the
+//! limits, not its size in bytes; and no blob-store writer (an S3 part buffer) is held while a
+//! client is still sending.
 
 use crate::replication::RegionalBlobs;
 use async_trait::async_trait;
@@ -24,11 +31,18 @@ use sha2::{Digest, Sha256};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tempfile::TempPath;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
 
 /// Bytes enough for every magic number the engine sniffs.
 const SNIFF_BYTES: usize = 32;
+/// How long a complete body waits for a slot before it is answered 503 (each slot is a decode
+/// check and a blob write, seconds at most).
+const SLOT_WAIT: Duration = Duration::from_secs(10);
+/// How much of the spooled body goes to the blob store per write.
+const WRITE_CHUNK: usize = 1 << 20;
 
 pub struct UploadDeps {
     /// Where the role publishes itself each time it starts, for the API to find it.
@@ -41,7 +55,10 @@ pub struct UploadDeps {
     pub durability: Durability,
     pub limits: Limits,
     pub max_body_bytes: u64,
-    pub max_uploads: usize,
+    /// Uploads validated and stored at once: `max_uploads` permits.
+    pub slots: Arc<Semaphore>,
+    /// Upload bodies being received at once.
+    pub max_open_uploads: usize,
     /// Where bodies are spooled for the decode check; `prepare_spool` empties it at start-up.
     pub spool_dir: PathBuf,
 }
@@ -90,19 +107,18 @@ impl Actor for UploadRole {
         state: &mut UploadState,
     ) -> Result<(), ActorProcessingErr> {
         let UploadMsg::Open(tenant, reply) = msg;
-        if state.in_progress >= state.deps.max_uploads {
+        if state.in_progress >= state.deps.max_open_uploads {
             let _ = reply.send(Err(ApiError::overloaded(
-                format!("{} uploads are in progress, the most this node takes at once; retry after the Retry-After delay", state.in_progress),
+                format!("{} uploads are being received, the most this node takes at once; retry after the Retry-After delay", state.in_progress),
                 1,
             )));
             return Ok(());
         }
-        let opened = match open_stores(&state.deps).await {
-            Ok((writer, spool)) => {
+        let opened = match open_spool(&state.deps).await {
+            Ok(spool) => {
                 let args = IngestArgs {
                     deps: state.deps.clone(),
                     tenant,
-                    writer,
                     spool,
                 };
                 Actor::spawn_linked(None, Ingest, args, myself.get_cell())
@@ -140,29 +156,25 @@ impl Actor for UploadRole {
     }
 }
 
-/// The blob store's writer and a spool file for one upload.
-async fn open_stores(deps: &UploadDeps) -> ApiResult<(Box<dyn BlobWriter>, Spool)> {
+/// A spool file for one upload.
+async fn open_spool(deps: &UploadDeps) -> ApiResult<Spool> {
     let dir = deps.spool_dir.clone();
     let created = tokio::task::spawn_blocking(move || tempfile::NamedTempFile::new_in(dir))
         .await
         .map_err(|e| ApiError::internal(format!("could not start the upload: {e}")))?;
     let (file, path) = created
         .map_err(|e| {
-            ApiError::internal(format!(
-                "could not create a spool file in {}: {e}; check that the data dir is writable \
-                 and has space",
-                deps.spool_dir.display()
-            ))
+            // The path is the operator's business, not the client's: it goes to the log only.
+            tracing::error!(dir = %deps.spool_dir.display(), %e, "could not create a spool file");
+            ApiError::internal(
+                "the server could not store the upload (its spool directory failed); retry later",
+            )
         })?
         .into_parts();
-    let writer = deps.blob.writer().await?;
-    Ok((
-        writer,
-        Spool {
-            file: tokio::fs::File::from_std(file),
-            path,
-        },
-    ))
+    Ok(Spool {
+        file: tokio::fs::File::from_std(file),
+        path,
+    })
 }
 
 /// An upload's body on local disk, deleted when dropped.
@@ -171,13 +183,12 @@ struct Spool {
     path: TempPath,
 }
 
-impl Spool {
-    fn io_error(&self, doing: &str, e: io::Error) -> ApiError {
-        ApiError::internal(format!(
-            "{doing} the spool file {}: {e}; check the data dir's free space",
-            self.path.display()
-        ))
-    }
+/// A spool file failed: the path is the operator's business, so it goes to the log only.
+fn spool_error(path: &TempPath, doing: &str, e: io::Error) -> ApiError {
+    tracing::error!(path = %path.display(), %e, "{doing} a spool file failed");
+    ApiError::internal(format!(
+        "the server failed {doing} the upload's spool file; retry later"
+    ))
 }
 
 pub struct Ingest;
@@ -190,14 +201,12 @@ pub enum IngestMsg {
 pub struct IngestArgs {
     deps: Arc<UploadDeps>,
     tenant: TenantId,
-    writer: Box<dyn BlobWriter>,
     spool: Spool,
 }
 
 pub struct IngestState {
     deps: Arc<UploadDeps>,
     tenant: TenantId,
-    writer: Option<Box<dyn BlobWriter>>,
     spool: Option<Spool>,
     hasher: Sha256,
     /// The body's first bytes, until there are enough to sniff its format.
@@ -219,7 +228,6 @@ impl Actor for Ingest {
         Ok(IngestState {
             deps: args.deps,
             tenant: args.tenant,
-            writer: Some(args.writer),
             spool: Some(args.spool),
             hasher: Sha256::new(),
             head: Vec::with_capacity(SNIFF_BYTES),
@@ -249,17 +257,6 @@ impl Actor for Ingest {
         }
         Ok(())
     }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<IngestMsg>,
-        state: &mut IngestState,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(writer) = state.writer.take() {
-            let _ = writer.abort().await;
-        }
-        Ok(())
-    }
 }
 
 impl IngestState {
@@ -268,7 +265,7 @@ impl IngestState {
         if self.len + chunk.len() as u64 > limit {
             return Err(ApiError::payload_too_large(limit));
         }
-        let (Some(writer), Some(spool)) = (self.writer.as_mut(), self.spool.as_mut()) else {
+        let Some(spool) = self.spool.as_mut() else {
             return Err(ApiError::internal("the upload already ended"));
         };
         if !self.sniffed {
@@ -280,8 +277,7 @@ impl IngestState {
             }
         }
         let spooled = spool.file.write_all(chunk).await;
-        spooled.map_err(|e| spool.io_error("writing", e))?;
-        writer.write(chunk).await?;
+        spooled.map_err(|e| spool_error(&spool.path, "writing", e))?;
         self.hasher.update(chunk);
         self.len += chunk.len() as u64;
         Ok(())
@@ -305,22 +301,30 @@ impl IngestState {
             .take()
             .ok_or_else(|| ApiError::internal("the upload already ended"))?;
         let flushed = spool.file.flush().await;
-        flushed.map_err(|e| spool.io_error("writing", e))?;
+        flushed.map_err(|e| spool_error(&spool.path, "writing", e))?;
+        // The body is all here: from now on the upload costs CPU, memory and the store's time.
+        let _slot = tokio::time::timeout(SLOT_WAIT, self.deps.slots.acquire())
+            .await
+            .map_err(|_| {
+                ApiError::overloaded(
+                    "every upload slot stayed busy validating and storing other uploads; retry \
+                     after the Retry-After delay",
+                    1,
+                )
+            })?
+            .map_err(|_| ApiError::internal("the upload role is shutting down; retry"))?;
         let file = spool.file.into_std().await;
         let limits = self.deps.limits;
         let checked = tokio::task::spawn_blocking(move || inspect_file(&file, &limits))
             .await
             .map_err(|e| ApiError::internal(format!("image validation crashed: {e}")))?;
-        let info = checked
-            .map_err(|e| ApiError::internal(format!("reading the spool file back: {e}")))??;
-        drop(spool.path);
+        let (body, info) = checked.map_err(|e| spool_error(&spool.path, "reading back", e))?;
+        let info = info?;
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let blob_key = BlobKey::original(&sha256);
-        let writer = self
-            .writer
-            .take()
-            .ok_or_else(|| ApiError::internal("the upload already ended"))?;
-        writer.commit(&blob_key).await?;
+        store(self.deps.blob.writer().await?, &body, &blob_key).await?;
+        drop(body);
+        drop(spool.path);
         if let (Durability::TwoRegions, Some(regional)) = (durability, &self.deps.regional) {
             let region = regional
                 .second_copy(&blob_key, self.len)
@@ -355,16 +359,28 @@ impl IngestState {
     }
 }
 
-/// Decodes the spooled body completely within `limits`, reading it through a memory map.
-fn inspect_file(
-    file: &std::fs::File,
-    limits: &Limits,
-) -> io::Result<Result<pixelmill_engine::ImageInfo, pixelmill_engine::EngineError>> {
+type Inspected = Result<pixelmill_engine::ImageInfo, pixelmill_engine::EngineError>;
+
+/// Decodes the spooled body completely within `limits`, reading it through a memory map, which
+/// is handed back for the blob write.
+fn inspect_file(file: &std::fs::File, limits: &Limits) -> io::Result<(memmap2::Mmap, Inspected)> {
     // Sound because the file is this upload's own spool file: nothing else writes or truncates
     // it while it is mapped.
     #[allow(unsafe_code)]
     let body = unsafe { memmap2::Mmap::map(file)? };
-    Ok(pixelmill_engine::inspect(&body, limits))
+    let inspected = pixelmill_engine::inspect(&body, limits);
+    Ok((body, inspected))
+}
+
+/// Writes `body` through `writer` and publishes it under `key`; on failure nothing is published.
+async fn store(mut writer: Box<dyn BlobWriter>, body: &[u8], key: &BlobKey) -> ApiResult<()> {
+    for chunk in body.chunks(WRITE_CHUNK) {
+        if let Err(e) = writer.write(chunk).await {
+            let _ = writer.abort().await;
+            return Err(e.into());
+        }
+    }
+    Ok(writer.commit(key).await?)
 }
 
 /// The API's handle on the role: the actor as it last started (the supervisor restarts it), per

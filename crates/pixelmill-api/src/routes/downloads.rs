@@ -10,19 +10,16 @@ use std::time::Duration;
 /// `GET /d/{token}`: the output bytes, streamed from the blob store, with ETag (the content
 /// address), immutable caching until the link expires, and single-range `Range` support; or, with
 /// `download_redirect`, a 307 to a short-lived presigned URL of the blob store where it has them.
-/// Unknown token 404, expired 410.
+/// Unknown token 404 (one that cannot be a token at all without any lookup, here or in another
+/// region), expired 410.
 pub async fn download(
     State(state): State<AppState>,
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let link = state
-        .meta
-        .get_link(&LinkToken::from_string(&token))
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found("no such download link; check that the URL is complete")
-        })?;
+    let no_link = || ApiError::not_found("no such download link; check that the URL is complete");
+    let token = LinkToken::parse(&token).ok_or_else(no_link)?;
+    let link = state.meta.get_link(&token).await?.ok_or_else(no_link)?;
     let now = now_ms();
     if let Some(revoked_at) = link.revoked_at {
         return Err(ApiError::new(
@@ -57,6 +54,13 @@ pub async fn download(
     );
     common.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     common.insert(header::CONTENT_TYPE, header_value(&link.content_type));
+    // Outputs are always images; the extension is the subtype of the type we stored ourselves.
+    let extension = link
+        .content_type
+        .strip_prefix("image/")
+        .filter(|ext| ext.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .unwrap_or("bin");
+    common.extend(file_headers("attachment", link.job_id.as_str(), extension));
     if etag_matches(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, common).into_response());
     }
@@ -105,6 +109,22 @@ pub async fn download(
     let read = state.blob.read(&link.blob_key, range).await?;
     common.insert(header::CONTENT_LENGTH, HeaderValue::from(read.len));
     Ok((status, common, Body::from_stream(read.body)).into_response())
+}
+
+/// Headers of a file handed to a browser: never sniffed as anything but its Content-Type, and
+/// named `<name>.<extension>` as `disposition` (`inline` or `attachment`). Both parts are ours
+/// (an id, a format name), so they need no quoting.
+pub(crate) fn file_headers(disposition: &str, name: &str, extension: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        header_value(&format!("{disposition}; filename=\"{name}.{extension}\"")),
+    );
+    headers
 }
 
 /// Whether `If-None-Match` names `etag` (or `*`), so the client's copy is current: answer 304.

@@ -22,11 +22,18 @@ pub async fn stream(
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let permit = state
+        .event_streams
+        .open(&tenant, state.settings.max_event_streams_per_tenant)?;
     // Subscribe before reading the job so a change between the two is not missed.
     let changes = state.events.subscribe();
     let job = super::jobs::find(&state, &tenant, &id).await?;
     let (tx, rx) = mpsc::channel(8);
-    tokio::spawn(follow(state, job, changes, tx));
+    tokio::spawn(async move {
+        follow(state, job, changes, tx).await;
+        // The stream's place is free once it ends, whether by a final status or a client gone.
+        drop(permit);
+    });
     Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()))
 }
 

@@ -1,4 +1,5 @@
 use crate::auth::Tenant;
+use crate::body::BodyPace;
 use crate::{upload, views, ApiError, ApiResult, AppState};
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
@@ -34,16 +35,20 @@ pub async fn upload(
             return Err(ApiError::payload_too_large(state.settings.max_body_bytes));
         }
     }
+    let pace = BodyPace::starting_now(
+        state.settings.body_idle_timeout,
+        state.settings.upload_body_timeout,
+    );
     let is_multipart = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     let record = if is_multipart {
-        upload_multipart(&state, tenant, request, durability).await?
+        upload_multipart(&state, tenant, request, durability, &pace).await?
     } else {
         let body = request.into_body().into_data_stream();
-        upload::ingest(&state, tenant, body, durability).await?
+        upload::ingest(&state, tenant, body, durability, &pace).await?
     };
     Ok((StatusCode::CREATED, Json(views::image(&record))).into_response())
 }
@@ -64,17 +69,18 @@ async fn upload_multipart(
     tenant: TenantId,
     request: Request,
     durability: Option<Durability>,
+    pace: &BodyPace,
 ) -> ApiResult<ImageRecord> {
     let mut multipart = Multipart::from_request(request, &())
         .await
         .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?;
-    while let Some(field) = multipart
-        .next_field()
-        .await
+    while let Some(field) = pace
+        .within(multipart.next_field())
+        .await?
         .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?
     {
         if field.name() == Some("file") {
-            return upload::ingest(state, tenant, field.boxed(), durability).await;
+            return upload::ingest(state, tenant, field.boxed(), durability, pace).await;
         }
     }
     Err(ApiError::bad_request(
@@ -95,7 +101,8 @@ pub(crate) async fn find(state: &AppState, tenant: &TenantId, id: &str) -> ApiRe
 }
 
 /// The tenant's images that the pipeline reads besides its input (a watermark's overlay), in
-/// step order. A missing one makes the pipeline invalid, so it is a 422 naming the step.
+/// step order. A missing one makes the pipeline invalid, so it is a 422 naming the step; so does
+/// one over `max_overlay_pixels`, refused from its record before anything is loaded or decoded.
 pub(crate) async fn find_referenced(
     state: &AppState,
     tenant: &TenantId,
@@ -114,6 +121,15 @@ pub(crate) async fn find_referenced(
                     reference.step, reference.op, reference.id
                 ))
             })?;
+        let pixels = u64::from(image.width) * u64::from(image.height);
+        let max = state.settings.max_overlay_pixels;
+        if pixels > max {
+            return Err(ApiError::invalid_pipeline(format!(
+                "step {} ({}): image {} is {}x{} ({pixels} pixels), over the limit of {max} \
+                 pixels for an image a step reads; upload a smaller version of it",
+                reference.step, reference.op, reference.id, image.width, image.height
+            )));
+        }
         found.push(image);
     }
     Ok(found)
@@ -137,12 +153,14 @@ pub async fn original(
 ) -> ApiResult<Response> {
     let record = find(&state, &tenant, &id).await?;
     let read = state.blob.read(&record.blob_key, None).await?;
+    let file = super::downloads::file_headers("inline", record.id.as_str(), record.format.as_str());
     Ok((
         [
             (header::CONTENT_TYPE, record.format.mime().to_owned()),
             (header::ETAG, format!("\"{}\"", record.sha256)),
             (header::CONTENT_LENGTH, read.len.to_string()),
         ],
+        file,
         Body::from_stream(read.body),
     )
         .into_response())

@@ -158,6 +158,10 @@ pub(crate) async fn reserve(
     // The first request may still be between reserving the key and storing its job.
     for _ in 0..40 {
         if let Some(job) = state.meta.get_job(tenant, &existing.job_id).await? {
+            // Stored but refused by the queue: nothing ran, so this request tries again.
+            if job.never_queued() {
+                return Ok(Reservation::Fresh(existing.job_id));
+            }
             return Ok(Reservation::Replay(Box::new(job)));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;

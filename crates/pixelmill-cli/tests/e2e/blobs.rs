@@ -39,8 +39,8 @@ pub async fn count_in_bucket(url: &str, prefix: &str) -> usize {
         .len()
 }
 
-/// MinIO server 2 is killed after the first 5 MiB part of an upload went up: the client gets a
-/// 503 with Retry-After, no object appears (the image record is written only after the blob is
+/// MinIO server 2 is killed while an upload's body is still arriving, so the write that follows
+/// its decode check finds the store gone: the client gets a 503 with Retry-After, no object appears (the image record is written only after the blob is
 /// published, so there is none either), and once the server is back the same node takes uploads
 /// again without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,19 +62,17 @@ async fn an_s3_outage_mid_upload_is_a_503_that_leaves_nothing() {
         .body(body)
         .send();
     let response = tokio::spawn(request);
-    // A PNG's first bytes (the node sniffs them), then filler: the decode never comes.
-    let mut sent = 0usize;
-    let mut chunk = png_rgba(8, 8);
-    chunk.resize(64 * 1024, 0x5a);
-    while sent < 6 * 1024 * 1024 {
-        tx.send(chunk.clone()).await.unwrap();
-        sent += chunk.len();
+    // A real 16 MB image, streamed in pieces. The node spools it and writes it to the store only
+    // once it has all of it and it decodes; the store goes away while it is still arriving.
+    let image = sized_png(2000, 2000, true);
+    let mut pieces = image.chunks(64 * 1024);
+    for piece in pieces.by_ref().take(96) {
+        tx.send(piece.to_vec()).await.unwrap();
     }
-    // Part 1 (5 MiB) has gone up; the next part boundary is at 10 MiB.
     tokio::time::sleep(Duration::from_millis(300)).await;
     cluster("minio", &["kill-node", "2"]);
-    while sent < 12 * 1024 * 1024 && tx.send(chunk.clone()).await.is_ok() {
-        sent += chunk.len();
+    for piece in pieces {
+        tx.send(piece.to_vec()).await.unwrap();
     }
     drop(tx);
     let response = tokio::time::timeout(Duration::from_secs(30), response)

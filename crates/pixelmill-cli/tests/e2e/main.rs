@@ -15,12 +15,14 @@ mod expiry;
 mod filters;
 mod flow;
 mod idempotency;
+mod limits;
 mod migrate;
 mod overload;
 mod process;
 mod raft;
 mod regions;
 mod render;
+mod safe_responses;
 mod ssrf;
 mod watermark;
 
