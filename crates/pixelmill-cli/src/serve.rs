@@ -40,7 +40,7 @@ pub struct ServeArgs {
     download_redirect: Option<Duration>,
     /// HMAC secret for webhook signatures [default: generated into <data-dir>/webhook-secret]
     #[arg(long, env = "PIXELMILL_WEBHOOK_SECRET", hide_env_values = true)]
-    webhook_secret: Option<String>,
+    webhook_secret: Option<pixelmill_core::Secret>,
     /// Lifetime of download links, e.g. 3s, 12h, 90d [default: 90d]
     #[arg(long, env = "PIXELMILL_LINK_TTL", value_parser = duration)]
     link_ttl: Option<Duration>,
@@ -111,13 +111,13 @@ pub struct ServeArgs {
     outbound_dns: Option<SocketAddr>,
     /// The bootstrap tenant's render signing key [default: generated with the tenant]
     #[arg(long, env = "PIXELMILL_RENDER_SIGNING_KEY", hide_env_values = true)]
-    render_signing_key: Option<String>,
+    render_signing_key: Option<pixelmill_core::Secret>,
     /// Let render URLs without an API key leave out sig (they still name tenant=) [default: false]
     #[arg(long, env = "PIXELMILL_RENDER_UNSIGNED")]
     render_unsigned: Option<bool>,
     /// The bootstrap admin API key [default: generated into <data-dir>/bootstrap-key on the embedded store]
     #[arg(long, env = "PIXELMILL_BOOTSTRAP_KEY", hide_env_values = true)]
-    bootstrap_key: Option<String>,
+    bootstrap_key: Option<pixelmill_core::Secret>,
     /// Bytes of renditions cached in memory; 0 disables [default: 268435456]
     #[arg(long, env = "PIXELMILL_RENDER_CACHE_BYTES")]
     render_cache_bytes: Option<u64>,

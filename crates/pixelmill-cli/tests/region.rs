@@ -48,6 +48,11 @@ impl Region {
             ("PIXELMILL_BIN", env!("CARGO_BIN_EXE_pixelmill").to_owned()),
             ("PIXELMILL_REGION_RUN", run.path().display().to_string()),
             ("PIXELMILL_REGION_META", format!("scylla:///{keyspace}")),
+            // The key the tests' clients send (`pixelmill_testkit::Client`).
+            (
+                "PIXELMILL_BOOTSTRAP_KEY",
+                pixelmill_testkit::ADMIN_KEY.to_owned(),
+            ),
             (
                 "PIXELMILL_REGION_ARGS",
                 format!("--workers 2 --lease-ttl {LEASE_TTL} --raft-message-delay {delay}"),

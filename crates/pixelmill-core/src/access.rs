@@ -155,6 +155,38 @@ impl fmt::Debug for SigningSecret {
     }
 }
 
+/// A secret from configuration (a key, a signing secret): `Debug` prints `<redacted>`, so a
+/// struct holding one can derive `Debug` without leaking it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Secret {
+        Secret(s.to_owned())
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// How many signing secrets of one kind are valid at once: the current one and the one it
 /// replaced, so clients can move over without a moment where nothing verifies.
 pub const VALID_SECRETS: usize = 2;
@@ -241,6 +273,10 @@ mod tests {
         assert!(!format!("{signing:?}").contains(&signing.secret));
         let tenant = TenantRecord::new(TenantId::new("t"), 0);
         assert!(!format!("{tenant:?}").contains(&tenant.render_keys[0].secret));
+        assert_eq!(
+            format!("{:?}", Some(Secret::from("hunter2"))),
+            "Some(<redacted>)"
+        );
     }
 
     #[test]

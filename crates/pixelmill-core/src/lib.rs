@@ -12,7 +12,8 @@ mod records;
 mod time;
 
 pub use access::{
-    rotate, ApiKey, ApiKeyId, ApiKeyRecord, Role, SigningSecret, TenantRecord, VALID_SECRETS,
+    rotate, ApiKey, ApiKeyId, ApiKeyRecord, Role, Secret, SigningSecret, TenantRecord,
+    VALID_SECRETS,
 };
 pub use backoff::BackoffConfig;
 pub use format::{ImageFormat, OutputFormat};

@@ -2,7 +2,7 @@
 //! secrets taken from the configuration.
 
 use crate::{Config, NodeError};
-use pixelmill_core::{now_ms, SigningSecret, TenantId, TenantRecord};
+use pixelmill_core::{now_ms, Secret, SigningSecret, TenantId, TenantRecord};
 use pixelmill_meta::{SecretKind, Tenants};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -11,7 +11,8 @@ use std::path::Path;
 /// The bootstrap admin key: `PIXELMILL_BOOTSTRAP_KEY` when set; on the embedded store, one
 /// generated on first start into `<data_dir>/bootstrap-key`; else none (stored keys only).
 pub fn bootstrap_key(config: &Config) -> Result<Option<String>, NodeError> {
-    if let Some(key) = config.bootstrap_key.as_ref().filter(|k| !k.is_empty()) {
+    let configured = config.bootstrap_key.as_ref().map(Secret::expose);
+    if let Some(key) = configured.filter(|k| !k.is_empty()) {
         if key.len() < 16 {
             return Err(NodeError::Config(
                 "PIXELMILL_BOOTSTRAP_KEY is shorter than 16 characters; use a random key of 32 \
@@ -19,7 +20,7 @@ pub fn bootstrap_key(config: &Config) -> Result<Option<String>, NodeError> {
                     .to_owned(),
             ));
         }
-        return Ok(Some(key.clone()));
+        return Ok(Some(key.to_owned()));
     }
     if config.meta != "embedded" {
         tracing::warn!(

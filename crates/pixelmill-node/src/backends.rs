@@ -4,6 +4,7 @@ use crate::replication::Peer;
 use crate::{Config, NodeError};
 use pixelmill_blob::{BlobStore, FsBlobStore};
 use pixelmill_blob_s3::{Credentials, S3BlobStore, S3Config};
+use pixelmill_core::Secret;
 use pixelmill_meta::{MetaStore, RedbMetaStore};
 use pixelmill_meta_scylla::{Placement, ScyllaConfig, ScyllaMetaStore};
 use pixelmill_regions::Regions;
@@ -181,8 +182,9 @@ fn region_bucket(config: &Config, extra: &str) -> Result<String, NodeError> {
 /// The webhook secret from config, or one generated on first start and kept in the data dir so
 /// receivers keep verifying across restarts: the bootstrap tenant's.
 pub fn webhook_secret(config: &Config) -> Result<String, NodeError> {
-    if let Some(secret) = config.webhook_secret.as_ref().filter(|s| !s.is_empty()) {
-        return Ok(secret.clone());
+    let configured = config.webhook_secret.as_ref().map(Secret::expose);
+    if let Some(secret) = configured.filter(|s| !s.is_empty()) {
+        return Ok(secret.to_owned());
     }
     let path = config.data_dir.join("webhook-secret");
     let (secret, created) = crate::access::secret_file(&path)?;

@@ -1,7 +1,7 @@
 //! Node configuration: one serde struct, every field documented with its default. The binary
 //! fills it from flags and `PIXELMILL_*` environment variables.
 
-use pixelmill_core::Durability;
+use pixelmill_core::{Durability, Secret};
 use pixelmill_sched::{RaftSecret, SchedConfig};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -44,7 +44,7 @@ pub struct Config {
     /// The bootstrap tenant's HMAC secret for webhook signatures (other tenants have their own).
     /// Default: generated once and kept in `<data_dir>/webhook-secret` (mode 0600).
     #[serde(skip_serializing)]
-    pub webhook_secret: Option<String>,
+    pub webhook_secret: Option<Secret>,
     /// Lifetime of download links. Default 90 days.
     #[serde(with = "duration_text")]
     pub link_ttl: Duration,
@@ -121,14 +121,14 @@ pub struct Config {
     /// staying valid). Every tenant has its own, generated with the tenant and rotated with
     /// `POST /v1/tenant/render-keys`. Default: none (the generated one stays).
     #[serde(skip_serializing)]
-    pub render_signing_key: Option<String>,
+    pub render_signing_key: Option<Secret>,
     /// Whether render URLs sent without an API key may leave out `sig` (they still name their
     /// tenant). Default false: such renders need a signature.
     pub render_unsigned: bool,
     /// The bootstrap admin API key (of the `default` tenant). Default: none, and on the embedded
     /// store one generated on first start into `<data_dir>/bootstrap-key` (mode 0600).
     #[serde(skip_serializing)]
-    pub bootstrap_key: Option<String>,
+    pub bootstrap_key: Option<Secret>,
     /// Bytes of renditions cached in memory; 0 turns the memory tier off. Default 256 MiB.
     pub render_cache_bytes: u64,
     /// Whether renditions are also kept in the blob store as a second cache tier. Default true.

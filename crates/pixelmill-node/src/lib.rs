@@ -35,6 +35,7 @@ pub use pixelmill_jobs::{JobExecutor, JobFailure, JobRef};
 
 use api_actor::{ApiActor, ApiArgs};
 use pixelmill_api::{ApiSettings, AppState, HttpMetrics, Keys, RenderSettings, Renderer};
+use pixelmill_core::Secret;
 use pixelmill_engine::{Limits, Registry};
 use pixelmill_jobs::{JobMetrics, JobSettings, Jobs, ENDED_UNFINISHED};
 use pixelmill_meta::Tenants;
@@ -111,8 +112,12 @@ impl Node {
         let secret = backends::webhook_secret(&config)?;
         let bootstrap_key = access::bootstrap_key(&config)?;
         let tenants = Arc::new(Tenants::new(meta.clone()));
-        access::seed_bootstrap_tenant(&tenants, &secret, config.render_signing_key.as_deref())
-            .await?;
+        access::seed_bootstrap_tenant(
+            &tenants,
+            &secret,
+            config.render_signing_key.as_ref().map(Secret::expose),
+        )
+        .await?;
         let sched = open_scheduler(&config).await?;
         // Every worker of this node's previous run is gone: their jobs go back to the queue now
         // rather than when their leases run out.

@@ -19,7 +19,7 @@ pub async fn one_worker_node(
         data_dir: dir.to_owned(),
         workers: 1,
         lease_ttl,
-        bootstrap_key: Some(pixelmill_testkit::ADMIN_KEY.to_owned()),
+        bootstrap_key: Some(pixelmill_testkit::ADMIN_KEY.into()),
         ..Config::default()
     };
     Node::start_with(config, wrap).await.unwrap()
