@@ -33,17 +33,10 @@ impl Tenants {
 
     /// The tenant's settings, created with fresh secrets if it has none yet.
     pub async fn get(&self, id: &TenantId) -> MetaResult<TenantRecord> {
-        if let Some((record, fetched)) = self.cache.get(id) {
-            if fetched.elapsed() < TENANT_CACHE_TTL {
-                return Ok(record);
-            }
+        match self.find(id).await? {
+            Some(record) => Ok(record),
+            None => self.create(TenantRecord::new(id.clone(), now_ms())).await,
         }
-        let record = match self.meta.get_tenant(id).await? {
-            Some(record) => record,
-            None => self.create(TenantRecord::new(id.clone(), now_ms())).await?,
-        };
-        self.remember(&record);
-        Ok(record)
     }
 
     /// The tenant's settings if it exists; never creates one (for callers that are not yet
